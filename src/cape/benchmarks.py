@@ -1,0 +1,202 @@
+"""The benchmark registry: canonical names, the one alias table, and variant preferences.
+
+Every benchmark name that enters CAPE (a CSV column, an lm-eval task, a leaderboard key)
+goes through :func:`resolve`, which returns the canonical name plus whatever the name says
+about the variant (``truthfulqa_mc2`` -> variant ``mc2``) and the shot count
+(``hellaswag_10shot`` -> 10 shots).
+
+Example
+-------
+>>> resolve("HellaSwag (10-shot)")
+BenchmarkName(benchmark='hellaswag', variant=None, n_shot=10)
+>>> resolve("truthfulqa_mc2").variant
+'mc2'
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Benchmark",
+    "BenchmarkName",
+    "BENCHMARKS",
+    "UNSPECIFIED",
+    "normalise_key",
+    "resolve",
+    "try_resolve",
+    "suggest",
+    "variant_rank",
+]
+
+#: Variant recorded when an input does not say which metric a score is (acc or acc_norm,
+#: mc1 or mc2...). It is kept distinct on purpose: guessing would mix levels 15 points apart.
+UNSPECIFIED = "unspecified"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark CAPE knows.
+
+    ``variants`` is the preference order used when a wide table needs one value per model;
+    ``items`` is the size of the evaluation set, used for binomial noise floors.
+    """
+
+    name: str
+    title: str
+    variants: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    items: int | None = None
+    # alias -> variant it implies, e.g. "truthfulqa_mc2" -> "mc2"
+    variant_aliases: dict[str, str] = field(default_factory=dict)
+
+
+# Item counts are dataset sizes (definitions, not results): the evaluation split the
+# standard harness settings score on.
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in [
+        Benchmark("hellaswag", "HellaSwag", ("acc_norm", "acc"), ("hella_swag", "hs"), items=10042),
+        Benchmark(
+            "truthfulqa",
+            "TruthfulQA",
+            ("mc2", "mc1"),
+            ("truthful_qa", "tqa", "truthfulqa_mc"),
+            items=817,
+            variant_aliases={"truthfulqa_mc1": "mc1", "truthfulqa_mc2": "mc2", "tqa_mc1": "mc1",
+                             "tqa_mc2": "mc2"},
+        ),
+        Benchmark("arc_challenge", "ARC-Challenge", ("acc_norm", "acc"),
+                  ("arc", "arc_c", "ai2_arc", "arc_challenge_25shot"), items=1172),
+        Benchmark("arc_easy", "ARC-Easy", ("acc_norm", "acc"), ("arc_e",), items=2376),
+        Benchmark("mmlu", "MMLU", ("acc",), ("hendryckstest", "mmlu_avg"), items=14042),
+        Benchmark("mmlu_pro", "MMLU-Pro", ("exact_match:custom-extract", "acc"), ("mmlupro",)),
+        Benchmark("winogrande", "WinoGrande", ("acc",), ("wg", "wino_grande"), items=1267),
+        Benchmark(
+            "gsm8k",
+            "GSM8K",
+            ("exact_match:strict-match", "acc", "exact_match:flexible-extract"),
+            ("gsm_8k",),
+            items=1319,
+        ),
+        Benchmark("xwinograd", "XWinograd", ("acc",), ("x_winograd",)),
+        Benchmark("humaneval", "HumanEval", ("pass@1",), ("human_eval",), items=164),
+        Benchmark("gpqa_diamond", "GPQA Diamond", ("acc_norm", "acc"),
+                  ("gpqa", "gpqa_d", "gpqadiamond"), items=198),
+        Benchmark("swe_bench_verified", "SWE-bench Verified", ("resolved",),
+                  ("swe", "swebench_verified", "swe_verified", "swe_bench_v"), items=500),
+        Benchmark("ifeval", "IFEval", ("prompt_level_strict_acc", "inst_level_strict_acc",
+                                       "prompt_level_loose_acc", "inst_level_loose_acc"),
+                  ("if_eval",), items=541),
+        Benchmark("hle", "Humanity's Last Exam", ("acc",), ("humanitys_last_exam",)),
+        Benchmark("bbh", "BIG-Bench Hard", ("exact_match", "acc_norm"), ("big_bench_hard",)),
+        Benchmark("math", "MATH", ("exact_match",), ("minerva_math", "math_hard")),
+        Benchmark("piqa", "PIQA", ("acc_norm", "acc"), ()),
+        Benchmark("boolq", "BoolQ", ("acc",), ()),
+        Benchmark("openbookqa", "OpenBookQA", ("acc_norm", "acc"), ("obqa",)),
+        Benchmark("lambada", "LAMBADA", ("acc",), ("lambada_openai",)),
+        Benchmark("sciq", "SciQ", ("acc_norm", "acc"), ()),
+        Benchmark("drop", "DROP", ("f1", "em"), ()),
+    ]
+}
+
+# Metric names that can appear as a name suffix ("hellaswag_acc_norm") and the variant
+# they denote. Longest first, so "acc_norm" wins over "acc".
+_VARIANT_SUFFIXES = (
+    "exact_match", "acc_norm", "pass_at_1", "pass1", "mc1", "mc2", "acc", "em", "f1",
+)
+_SUFFIX_TO_VARIANT = {"pass_at_1": "pass@1", "pass1": "pass@1"}
+_SHOT_RE = re.compile(r"^(.*?)_?(\d+)_?shots?$")
+_ZERO_SHOT_RE = re.compile(r"^(.*?)_?zero_?shot$")
+
+
+def normalise_key(name: str) -> str:
+    """Lower-case, turn every run of non-alphanumerics into one underscore, trim."""
+    key = re.sub(r"[^0-9a-z@]+", "_", str(name).strip().lower())
+    return key.strip("_")
+
+
+def _build_alias_table() -> dict[str, tuple[str, str | None]]:
+    table: dict[str, tuple[str, str | None]] = {}
+    for b in BENCHMARKS.values():
+        for alias in (b.name, normalise_key(b.title), *b.aliases):
+            table[normalise_key(alias)] = (b.name, None)
+        for alias, variant in b.variant_aliases.items():
+            table[normalise_key(alias)] = (b.name, variant)
+    return table
+
+
+_ALIASES = _build_alias_table()
+
+
+@dataclass(frozen=True)
+class BenchmarkName:
+    """What a raw benchmark name says: the canonical benchmark, maybe a variant and shots."""
+
+    benchmark: str
+    variant: str | None = None
+    n_shot: int | None = None
+
+
+def try_resolve(name: str) -> BenchmarkName | None:
+    """Resolve ``name`` through the alias table; ``None`` if it names no known benchmark."""
+    key = normalise_key(name)
+    variant: str | None = None
+    n_shot: int | None = None
+    for _ in range(4):  # a name carries at most a few suffixes: metric, shots
+        if key in _ALIASES:
+            bench, implied = _ALIASES[key]
+            return BenchmarkName(bench, variant or implied, n_shot)
+        m = _SHOT_RE.match(key)
+        if m and m.group(1):
+            key, n_shot = m.group(1).rstrip("_"), int(m.group(2))
+            continue
+        m = _ZERO_SHOT_RE.match(key)
+        if m and m.group(1):
+            key, n_shot = m.group(1).rstrip("_"), 0
+            continue
+        for suffix in _VARIANT_SUFFIXES:
+            if key.endswith("_" + suffix):
+                key = key[: -len(suffix) - 1]
+                variant = _SUFFIX_TO_VARIANT.get(suffix, suffix)
+                break
+        else:
+            return None
+    return None
+
+
+def suggest(name: str) -> str | None:
+    """The closest known benchmark name to ``name``, for an error message."""
+    key = normalise_key(name)
+    match = difflib.get_close_matches(key, list(_ALIASES), n=1, cutoff=0.5)
+    if not match:
+        # try the part before the first underscore ("hellaswagg_acc" -> "hellaswagg")
+        head = key.split("_")[0]
+        match = difflib.get_close_matches(head, list(_ALIASES), n=1, cutoff=0.6)
+    return _ALIASES[match[0]][0] if match else None
+
+
+def resolve(name: str, *, file: str | None = None, row: str | int | None = None,
+            field_name: str | None = None) -> BenchmarkName:
+    """Like :func:`try_resolve`, but an unknown name raises an error naming the closest one."""
+    from .errors import InputError
+
+    found = try_resolve(name)
+    if found is None:
+        close = suggest(name)
+        hint = f"did you mean '{close}'?" if close else "see `cape benchmarks` for known names"
+        raise InputError(f"unknown benchmark '{name}'", file=file, row=row,
+                         field=field_name, hint=hint)
+    return found
+
+
+def variant_rank(benchmark: str, variant: str) -> int:
+    """Position of ``variant`` in the benchmark's preference order (lower is preferred)."""
+    prefs = BENCHMARKS[benchmark].variants if benchmark in BENCHMARKS else ()
+    if variant in prefs:
+        return prefs.index(variant)
+    if variant == UNSPECIFIED:
+        return len(prefs) + 1000
+    return len(prefs) + 1

@@ -1,0 +1,306 @@
+"""CAPE's data model: what a model row and a score row hold, and the one validator.
+
+Every path into CAPE (a built-in panel, a CSV, an lm-eval folder, a leaderboard JSON) ends
+in a :class:`Dataset` of two DataFrames and goes through :meth:`Dataset.validate`. Errors
+name the file and row each bad value came from: importers keep that origin in the columns
+``_file`` and ``_row``, which :meth:`Dataset.public` drops.
+
+Models
+    ``model`` (id), ``display_name``, ``family``, ``organisation`` (lab), ``kind`` (base,
+    instruct, frontier), ``params`` and ``active_params`` (integer counts), ``d_model``,
+    ``n_layers``, ``n_heads``, ``tokens`` (pretraining tokens), ``flops`` (training FLOPs),
+    ``release_date`` (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``) with
+    ``release_date_precision``, ``flags`` and ``source``.
+Scores
+    ``model``, ``benchmark`` (canonical name), ``variant`` (mc1/mc2, acc/acc_norm...),
+    ``value`` (percent, 0-100), ``stderr`` (percentage points), ``n_shot``, ``harness``,
+    ``source`` (citation or URL) and ``flags``.
+
+Flags are short identifiers joined by ``;`` (``untraceable;instruct_model``); a flag may
+carry an argument after a colon (``duplicate_of:Llama-3-8B``). :mod:`cape.flags` lists them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .benchmarks import BENCHMARKS, UNSPECIFIED
+from .errors import InputError
+
+__all__ = [
+    "MODEL_COLUMNS",
+    "SCORE_COLUMNS",
+    "KINDS",
+    "PRECISIONS",
+    "Dataset",
+    "join_flags",
+    "split_flags",
+    "empty_models",
+    "empty_scores",
+]
+
+KINDS = ("base", "instruct", "frontier")
+PRECISIONS = ("year", "month", "day")
+
+#: column -> pandas dtype. The order is the order of every table CAPE writes.
+MODEL_COLUMNS: dict[str, str] = {
+    "model": "string",
+    "display_name": "string",
+    "family": "string",
+    "organisation": "string",
+    "kind": "string",
+    "params": "Int64",
+    "active_params": "Int64",
+    "d_model": "Int64",
+    "n_layers": "Int64",
+    "n_heads": "Int64",
+    "tokens": "Int64",
+    "flops": "Float64",
+    "release_date": "string",
+    "release_date_precision": "string",
+    "flags": "string",
+    "source": "string",
+}
+
+SCORE_COLUMNS: dict[str, str] = {
+    "model": "string",
+    "benchmark": "string",
+    "variant": "string",
+    "value": "Float64",
+    "stderr": "Float64",
+    "n_shot": "Int64",
+    "harness": "string",
+    "source": "string",
+    "flags": "string",
+}
+
+#: The identity of a score: a second row with the same key and another value is a conflict.
+SCORE_KEY = ("model", "benchmark", "variant", "source")
+
+_ORIGIN = ("_file", "_row", "_field")
+_POSITIVE_INTS = ("params", "active_params", "d_model", "n_layers", "n_heads", "tokens")
+
+
+def split_flags(text: object) -> list[str]:
+    """``"a;b"`` -> ``["a", "b"]``; missing -> ``[]``."""
+    if text is None or text is pd.NA or (isinstance(text, float) and math.isnan(text)):
+        return []
+    return [f.strip() for f in str(text).split(";") if f.strip()]
+
+
+def join_flags(*groups: object) -> str:
+    """Union of flag strings or lists, sorted and de-duplicated, joined by ``;``."""
+    out: set[str] = set()
+    for g in groups:
+        out.update(g if isinstance(g, (list, tuple, set)) else split_flags(g))
+    return ";".join(sorted(out))
+
+
+def _typed(frame: pd.DataFrame, columns: dict[str, str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    out = pd.DataFrame(index=range(len(frame)))
+    frame = frame.reset_index(drop=True)
+    for col, dtype in columns.items():
+        if col in frame.columns:
+            series = frame[col]
+            if dtype == "string":
+                series = series.astype("object").where(series.notna(), None)
+                series = series.map(lambda v: v if v is None else str(v))
+            out[col] = pd.array(series.tolist(), dtype=dtype)
+        else:
+            out[col] = pd.array([None] * len(frame), dtype=dtype)
+    for col in extra:
+        if col in frame.columns:
+            out[col] = frame[col].tolist()
+    return out
+
+
+def empty_models() -> pd.DataFrame:
+    return _typed(pd.DataFrame(), MODEL_COLUMNS)
+
+
+def empty_scores() -> pd.DataFrame:
+    return _typed(pd.DataFrame(), SCORE_COLUMNS)
+
+
+def _origin(frame: pd.DataFrame, idx) -> dict:
+    out = {}
+    for key, col in (("file", "_file"), ("row", "_row")):
+        v = frame.at[idx, col] if col in frame.columns else None
+        out[key] = None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+    return out
+
+
+def _fail(frame: pd.DataFrame, mask, field: str, message, field_from: str | None = None) -> None:
+    """Raise an InputError for the first row where ``mask`` holds."""
+    mask = pd.Series(mask, index=frame.index).fillna(False).astype(bool)
+    if not mask.any():
+        return
+    idx = mask.idxmax()
+    row = frame.loc[idx]
+    name = field
+    if field_from is not None:
+        orig = row["_field"] if "_field" in frame.columns else None
+        v = orig if isinstance(orig, str) and orig else row[field_from]
+        name = None if v is pd.NA or v is None else str(v)
+    raise InputError(message(row), field=name, **_origin(frame, idx))
+
+
+@dataclass
+class Dataset:
+    """Models and their scores, in CAPE's schema. Build one, then call :meth:`validate`.
+
+    Extra per-panel columns on ``models`` (such as ``subset``) are kept.
+    """
+
+    models: pd.DataFrame = field(default_factory=empty_models)
+    scores: pd.DataFrame = field(default_factory=empty_scores)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frames(cls, models: pd.DataFrame | None, scores: pd.DataFrame | None) -> "Dataset":
+        models = models if models is not None else pd.DataFrame(columns=["model"])
+        scores = scores if scores is not None else pd.DataFrame(columns=["model"])
+        extra_m = tuple(c for c in models.columns if c not in MODEL_COLUMNS)
+        extra_s = tuple(c for c in scores.columns if c in _ORIGIN)
+        return cls(_typed(models, MODEL_COLUMNS, extra_m), _typed(scores, SCORE_COLUMNS, extra_s))
+
+    def public(self) -> "Dataset":
+        """The same data without the origin columns used for error messages."""
+        return Dataset(
+            self.models.drop(columns=[c for c in _ORIGIN if c in self.models.columns]),
+            self.scores.drop(columns=[c for c in _ORIGIN if c in self.scores.columns]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "Dataset":
+        """Check every rule of the schema; return a de-duplicated, typed copy.
+
+        Raises :class:`~cape.errors.InputError` naming the file, row and field of the first
+        problem (for conflicting duplicates, every conflicting row).
+        """
+        models = self.models.copy()
+        scores = self.scores.copy()
+        for col in _ORIGIN:
+            if col not in models.columns:
+                models[col] = None
+            if col not in scores.columns:
+                scores[col] = None
+
+        self._check_models(models)
+        self._check_scores(scores)
+        scores = self._dedupe_scores(scores)
+        models = self._merge_models(models, scores)
+        scores["variant"] = scores["variant"].fillna(UNSPECIFIED)
+        scores["flags"] = scores["flags"].fillna("")
+        models["flags"] = models["flags"].fillna("")
+        return Dataset(models.reset_index(drop=True), scores.reset_index(drop=True))
+
+    @staticmethod
+    def _check_models(models: pd.DataFrame) -> None:
+        ids = models["model"].astype("string").str.strip()
+        _fail(models, ids.isna() | (ids == ""), "model", lambda r: "model id is empty")
+        kind = models["kind"]
+        _fail(models, kind.notna() & ~kind.isin(KINDS), "kind",
+              lambda r: f"kind '{r['kind']}' is not one of {', '.join(KINDS)}")
+        for col in _POSITIVE_INTS:
+            v = models[col]
+            _fail(models, (v <= 0).fillna(False), col,
+                  lambda r, col=col: f"{col} must be positive, got {r[col]}")
+        flops = models["flops"].astype("Float64")
+        bad = flops.notna() & ~(np.isfinite(flops.fillna(1.0).to_numpy(dtype=float)) & (flops.fillna(1.0) > 0))
+        _fail(models, bad, "flops", lambda r: f"flops must be a positive number, got {r['flops']}")
+        date, prec = models["release_date"], models["release_date_precision"]
+        _fail(models, date.isna() != prec.isna(), "release_date",
+              lambda r: "release_date and release_date_precision go together")
+        _fail(models, prec.notna() & ~prec.isin(PRECISIONS), "release_date_precision",
+              lambda r: f"release_date_precision '{r['release_date_precision']}' is not one of "
+                        f"{', '.join(PRECISIONS)}")
+        _fail(models, (models["active_params"] > models["params"]).fillna(False), "active_params",
+              lambda r: f"active_params {r['active_params']} exceeds params {r['params']}")
+
+    @staticmethod
+    def _check_scores(scores: pd.DataFrame) -> None:
+        ids = scores["model"].astype("string").str.strip()
+        _fail(scores, ids.isna() | (ids == ""), "model", lambda r: "model id is empty")
+        bench = scores["benchmark"]
+        _fail(scores, bench.isna() | ~bench.isin(list(BENCHMARKS)), "benchmark",
+              lambda r: f"unknown benchmark '{r['benchmark']}'")
+        value = scores["value"].astype("Float64")
+        arr = value.to_numpy(dtype=float, na_value=np.nan)
+        _fail(scores, pd.Series(~np.isfinite(arr), index=scores.index), "benchmark",
+              lambda r: f"score for {r['benchmark']} is missing or not a number", field_from="benchmark")
+        _fail(scores, pd.Series(arr < 0, index=scores.index), "benchmark",
+              lambda r: f"score {r['value']:g} for {r['benchmark']} is below 0", field_from="benchmark")
+        _fail(scores, pd.Series(arr > 100, index=scores.index), "benchmark",
+              lambda r: f"score {r['value']:g} for {r['benchmark']} is above 100 (scores are percentages)",
+              field_from="benchmark")
+        se = scores["stderr"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        bad_se = ~np.isnan(se) & ~(np.isfinite(se) & (se >= 0))
+        _fail(scores, pd.Series(bad_se, index=scores.index), "stderr",
+              lambda r: f"stderr {r['stderr']} for {r['benchmark']} must be a non-negative number")
+        _fail(scores, (scores["n_shot"] < 0).fillna(False), "n_shot",
+              lambda r: f"n_shot must be >= 0, got {r['n_shot']}")
+
+    @staticmethod
+    def _dedupe_scores(scores: pd.DataFrame) -> pd.DataFrame:
+        if scores.empty:
+            return scores
+        key = list(SCORE_KEY)
+        filled = scores[key].astype("object").where(scores[key].notna(), "")
+        groups = filled.groupby(key, sort=False, dropna=False).indices
+        keep = []
+        for k, idx in groups.items():
+            values = scores["value"].iloc[idx].astype(float).to_numpy()
+            if len(idx) > 1 and not np.allclose(values, values[0], rtol=0, atol=1e-9):
+                rows = [f"{scores['_file'].iloc[i]} row {scores['_row'].iloc[i]} = {values[j]:g}"
+                        for j, i in enumerate(idx)]
+                raise InputError(
+                    f"duplicate rows give different values for model '{k[0]}', {k[1]} "
+                    f"({k[2] or UNSPECIFIED}), source '{k[3]}': " + "; ".join(rows),
+                    field=str(scores["_field"].iloc[idx[0]] or k[1]),
+                    hint="keep one row per model, benchmark, variant and source",
+                )
+            keep.append(idx[0])
+        return scores.iloc[sorted(keep)]
+
+    @staticmethod
+    def _merge_models(models: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        """One row per model id; conflicting metadata for one id is an error.
+
+        Models that only appear in ``scores`` get a bare row (id only).
+        """
+        known = set(models["model"].dropna())
+        missing = [m for m in dict.fromkeys(scores["model"].tolist()) if m not in known]
+        if missing:
+            bare = Dataset.from_frames(pd.DataFrame({"model": missing}), None).models
+            for col in models.columns:
+                if col not in bare.columns:
+                    bare[col] = None
+            models = pd.concat([models, bare[models.columns]], ignore_index=True) if len(models) else bare
+        if models["model"].is_unique:
+            return models
+        out = []
+        meta_cols = [c for c in models.columns if c not in ("model", "flags", *_ORIGIN)]
+        for mid, grp in models.groupby("model", sort=False):
+            merged = grp.iloc[0].copy()
+            for col in meta_cols:
+                vals = [v for v in grp[col].tolist() if v is not None and v is not pd.NA
+                        and not (isinstance(v, float) and math.isnan(v))]
+                distinct = list(dict.fromkeys(vals))
+                if len(distinct) > 1:
+                    rows = ", ".join(f"row {r}" for r in grp["_row"].tolist())
+                    raise InputError(
+                        f"model '{mid}' has conflicting {col} values {distinct} ({rows})",
+                        file=grp["_file"].iloc[0], field=col,
+                    )
+                merged[col] = distinct[0] if distinct else merged[col]
+            merged["flags"] = join_flags(*grp["flags"].tolist())
+            out.append(merged)
+        return pd.DataFrame(out).reset_index(drop=True).astype(models.dtypes.to_dict())
