@@ -13,6 +13,7 @@ rule                      effect
 ``drop``                  the model and its scores leave the panel
 ``set_family``            the model moves to the family named by the flag's argument
 ``relabel_variant``       the score's variant becomes the flag's argument
+``clear``                 the flag is removed (its problem is gone with another row)
 ``keep``                  nothing changes; the flag stays as a warning
 ========================  ==========================================================
 """
@@ -29,8 +30,10 @@ class Flag:
     name: str
     applies_to: str  # "model" or "score"
     meaning: str
-    rule: str  # "drop" | "set_family" | "relabel_variant" | "keep"
+    rule: str  # "drop" | "set_family" | "relabel_variant" | "clear" | "keep"
     rule_text: str
+    #: for relabel_variant: the variant to record
+    target: str | None = None
 
 
 FLAGS: dict[str, Flag] = {
@@ -42,7 +45,7 @@ FLAGS: dict[str, Flag] = {
              "drop", "drop this row and keep the one it duplicates (the traceable leaderboard row)"),
         Flag("has_duplicate", "model",
              "another row in the panel is the same model from another source",
-             "keep", "kept; its duplicate is dropped"),
+             "clear", "kept; its duplicate is dropped and this flag cleared"),
         Flag("family_mislabelled", "model",
              "the release puts the model in a family it does not belong to; the argument is "
              "the correct family",
@@ -79,7 +82,7 @@ FLAGS: dict[str, Flag] = {
              "keep", "kept; analyses exclude it from fits"),
         Flag("mc2_labelled_mc1", "score",
              "TruthfulQA described as MC1 in the preprint text, but the values are MC2-level",
-             "relabel_variant", "record the variant as mc2"),
+             "relabel_variant", "record the variant as mc2", target="mc2"),
         Flag("conflicting_value_in_release", "score",
              "another file of the same release gives a different value",
              "keep", "kept; the value from the cited leaderboard source is used"),
@@ -90,6 +93,9 @@ FLAGS: dict[str, Flag] = {
              "a documented correction exists (see the panel's errata layer, applied with "
              "corrected=True / --corrected)",
              "keep", "kept; corrected only on request"),
+        Flag("partial_aggregate", "score",
+             "an average over fewer parts than the benchmark has (argument: parts found/expected)",
+             "keep", "kept, flagged"),
         Flag("corrected", "score",
              "value replaced by the errata layer; the source names the correction",
              "keep", "set by corrected=True"),

@@ -109,7 +109,10 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str], extra: tuple[str, ...] 
             if dtype == "string":
                 series = series.astype("object").where(series.notna(), None)
                 series = series.map(lambda v: v if v is None else str(v))
-            out[col] = pd.array(series.tolist(), dtype=dtype)
+                out[col] = pd.array(series.tolist(), dtype=dtype)
+            else:
+                values = pd.to_numeric(series.astype("object").where(series.notna(), None))
+                out[col] = pd.array(values, dtype=dtype) if len(values) else pd.array([], dtype=dtype)
         else:
             out[col] = pd.array([None] * len(frame), dtype=dtype)
     for col in extra:

@@ -1,0 +1,132 @@
+"""The Python API: panels as DataFrames, reading and storing a user's own results.
+
+>>> import cape
+>>> df = cape.load_panel("paper-pythia", benchmarks=["hellaswag", "truthfulqa"])
+>>> df[["params", "hellaswag", "truthfulqa"]].shape
+(8, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import CapeError
+from .io import ReadResult, export_frame, read_results, write_export
+from .panels import BUILTIN_PANELS, Panel, clean, correct, is_builtin, load_builtin, select, wide
+from .store import IngestReport, Store
+
+__all__ = ["get_panel", "list_panels", "load_panel", "load_scores", "load_models", "ingest",
+           "export_panel"]
+
+
+def _store(db: Store | str | None, *, must_exist: bool) -> Store | None:
+    if isinstance(db, Store):
+        return db
+    if must_exist:
+        return Store.existing(db)
+    return Store(db)
+
+
+def get_panel(name: str, *, clean_data: bool = False, corrected: bool = False,
+              benchmarks: Sequence[str] | None = None, family: Sequence[str] | str | None = None,
+              db: Store | str | None = None) -> Panel:
+    """A panel by name: built-in (no database needed) or from the store.
+
+    ``clean_data`` applies the flag rules of :mod:`cape.flags`; ``corrected`` applies the
+    panel's errata layer; ``benchmarks`` and ``family`` select.
+    """
+    if is_builtin(name):
+        panel = load_builtin(name)
+    else:
+        store = _store(db, must_exist=True)
+        if store is None or not store.has_panel(name):
+            known = list(BUILTIN_PANELS) + (store.panel_names() if store else [])
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see `cape panels`"
+            raise CapeError(f"no panel named '{name}' (panels: {', '.join(known)})", hint=hint)
+        panel = store.panel(name)
+    if corrected:
+        panel = correct(panel)
+    if clean_data:
+        panel = clean(panel)
+    if isinstance(family, str):
+        family = [f for f in family.split(",")]
+    if isinstance(benchmarks, str):
+        benchmarks = [b for b in benchmarks.split(",")]
+    if benchmarks or family:
+        panel = select(panel, benchmarks=list(benchmarks or []), family=list(family or []))
+    return panel
+
+
+def list_panels(db: Store | str | None = None) -> pd.DataFrame:
+    """Every panel: the built-in ones, then those in the store (if there is one)."""
+    rows = [load_builtin(n).summary() for n in BUILTIN_PANELS]
+    store = _store(db, must_exist=True)
+    if store is not None:
+        rows += [store.panel(n).summary() for n in store.panel_names()]
+    return pd.DataFrame(rows)
+
+
+def load_panel(name: str, *, benchmarks: Sequence[str] | str | None = None,
+               family: Sequence[str] | str | None = None, clean: bool = False,
+               corrected: bool = False, variant_columns: bool = False,
+               db: Store | str | None = None) -> pd.DataFrame:
+    """One row per model (index ``model``), metadata columns, one column per benchmark.
+
+    Scores are percentages. ``df.attrs["cape"]`` names the variant behind each benchmark
+    column and lists what ``clean``/``corrected`` changed.
+    """
+    panel = get_panel(name, clean_data=clean, corrected=corrected, benchmarks=benchmarks,
+                      family=family, db=db)
+    return wide(panel, variant_columns=variant_columns)
+
+
+def load_scores(name: str, *, benchmarks: Sequence[str] | str | None = None,
+                family: Sequence[str] | str | None = None, clean: bool = False,
+                corrected: bool = False, db: Store | str | None = None) -> pd.DataFrame:
+    """Long form: one row per score (model, benchmark, variant, value, stderr, n_shot,
+    harness, source, flags)."""
+    panel = get_panel(name, clean_data=clean, corrected=corrected, benchmarks=benchmarks,
+                      family=family, db=db)
+    out = panel.scores.copy()
+    out.attrs["cape"] = {"panel": name, "clean": clean, "corrected": corrected, "log": panel.log}
+    return out
+
+
+def load_models(name: str, *, clean: bool = False, family: Sequence[str] | str | None = None,
+                db: Store | str | None = None) -> pd.DataFrame:
+    """The panel's models with their metadata (one row each)."""
+    return get_panel(name, clean_data=clean, family=family, db=db).models.copy()
+
+
+def ingest(paths: Sequence[str | Path] | str | Path, panel: str, *, units: str | None = None,
+           source: str | None = None, family: str | None = None, kind: str | None = None,
+           replace: bool = False, skip_unknown: bool = False, dry_run: bool = False,
+           db: Store | str | None = None) -> tuple[ReadResult, IngestReport]:
+    """Read files (all of them, checked completely) and store them in ``panel`` in one
+    transaction. See :func:`cape.io.read_results` and :meth:`cape.store.Store.ingest`."""
+    if is_builtin(panel):
+        raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
+    result = read_results(paths, units=units, source=source, family=family, kind=kind,
+                          skip_unknown=skip_unknown)
+    store = _store(db, must_exist=False)
+    report = store.ingest(result.dataset, panel, replace=replace, dry_run=dry_run)
+    return result, report
+
+
+def export_panel(name: str, path: str | Path, *, fmt: str | None = None, clean: bool = False,
+                 corrected: bool = False, benchmarks: Sequence[str] | str | None = None,
+                 family: Sequence[str] | str | None = None, db: Store | str | None = None) -> int:
+    """Write a panel in the long export layout (re-ingestible). Returns the row count."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    panel = get_panel(name, clean_data=clean, corrected=corrected, benchmarks=benchmarks,
+                      family=family, db=db)
+    frame = export_frame(panel.models, panel.scores)
+    write_export(frame, path, fmt)
+    return len(frame)

@@ -1,0 +1,190 @@
+"""Reading a user's own results into CAPE's schema, and writing panels back out.
+
+:func:`read_results` takes files and folders in any supported format and returns one
+validated :class:`~cape.schema.Dataset`; nothing is stored. Supported:
+
+* tables: ``.csv``, ``.tsv``, ``.parquet``, ``.json`` (records), ``.jsonl``, wide or long
+  (:mod:`cape.io.tables`);
+* lm-evaluation-harness 0.4.x results JSON, a file or a folder of them
+  (:mod:`cape.io.harness`);
+* Open LLM Leaderboard per-model results JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from ..schema import Dataset
+from ..units import UNITS
+from .common import Rows, read_json, read_text
+from .harness import is_lmeval, is_openllm, looks_like_lmeval_without_results, read_lmeval, read_openllm
+from .tables import TABLE_SUFFIXES, read_table, records_from_json
+
+__all__ = ["read_results", "ReadResult", "find_result_files", "export_frame", "write_export"]
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_results` found: the validated data and what it left out."""
+
+    dataset: Dataset
+    files: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def find_result_files(folder: Path) -> list[Path]:
+    """Every JSON file below ``folder`` (sorted), the candidates for harness results."""
+    return sorted(p for p in folder.rglob("*.json") if p.is_file())
+
+
+def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool) -> tuple[Rows | None, str]:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        text = read_text(path)
+        doc = read_json(path, text)
+        if is_openllm(doc):
+            return read_openllm(doc, label=label, source=source, skip_unknown=skip_unknown), "openllm"
+        if is_lmeval(doc):
+            return read_lmeval(doc, label=label, source=source, skip_unknown=skip_unknown), "lm-eval"
+        if looks_like_lmeval_without_results(doc):
+            raise InputError("lm-eval JSON without a 'results' section", file=label, field="results",
+                             hint="pass the results_*.json file the harness wrote")
+        if from_folder:
+            return None, "other"
+        if records_from_json(doc, path) is not None:
+            return read_table(path, units=units, source=source, skip_unknown=skip_unknown,
+                              text=text, label=label), "table"
+        raise InputError("JSON layout not recognised: expected a list of records, lm-eval "
+                         "results or Open LLM Leaderboard results", file=label)
+    if suffix in TABLE_SUFFIXES:
+        return read_table(path, units=units, source=source, skip_unknown=skip_unknown,
+                          label=label), "table"
+    raise InputError(f"unsupported file type '{suffix or path.name}' (use .csv, .tsv, .parquet, "
+                     ".json or .jsonl, or a folder of lm-eval results)", file=label)
+
+
+def read_results(
+    paths: Sequence[str | Path] | str | Path,
+    *,
+    units: str | None = None,
+    source: str | None = None,
+    family: str | None = None,
+    kind: str | None = None,
+    skip_unknown: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ReadResult:
+    """Read result files and folders into one validated dataset (nothing is stored).
+
+    ``units`` ("percent" or "fraction") overrides detection for tables; ``source`` is the
+    citation recorded on every score (default: the file name); ``family`` and ``kind`` fill
+    in models that do not say. ``skip_unknown`` skips benchmarks CAPE does not know instead
+    of refusing the file. ``progress`` is called with each file's name as it is read.
+
+    >>> res = read_results("results/")                      # doctest: +SKIP
+    >>> res.dataset.scores.head()                            # doctest: +SKIP
+    """
+    if units is not None and units not in UNITS:
+        raise InputError(f"units must be one of {', '.join(UNITS)}, got '{units}'", field="--units")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no input files given")
+    rows = Rows()
+    result = ReadResult(Dataset())
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = find_result_files(path)
+            found = 0
+            for f in files:
+                label = str(f)
+                if progress:
+                    progress(label)
+                part, fmt = _read_one(f, label, units=units, source=source,
+                                      skip_unknown=skip_unknown, from_folder=True)
+                if part is None:
+                    result.skipped.append(f"{label}: not a results file")
+                    continue
+                found += 1
+                rows.extend(part)
+                result.files.append(label)
+                result.formats[label] = fmt
+            if not found:
+                raise InputError("the folder holds no result files (looked for lm-eval or "
+                                 "Open LLM Leaderboard results JSON below it)", file=path)
+        elif path.exists():
+            if progress:
+                progress(str(path))
+            part, fmt = _read_one(path, str(path), units=units, source=source,
+                                  skip_unknown=skip_unknown, from_folder=False)
+            rows.extend(part)
+            result.files.append(str(path))
+            result.formats[str(path)] = fmt
+        else:
+            raise InputError("no such file or folder", file=path)
+    result.skipped.extend(rows.skipped)
+    if not rows.scores:
+        raise InputError("no scores found in " + ", ".join(result.files or map(str, paths)))
+    models = pd.DataFrame.from_records(rows.models)
+    if family is not None:
+        models["family"] = models["family"].where(models["family"].notna(), family) if "family" in models else family
+    if kind is not None:
+        models["kind"] = models["kind"].where(models["kind"].notna(), kind) if "kind" in models else kind
+    scores = pd.DataFrame.from_records(rows.scores)
+    result.dataset = Dataset.from_frames(models, scores).validate()
+    return result
+
+
+# ------------------------------------------------------------------------------ export
+EXPORT_FORMATS = ("csv", "parquet", "json")
+
+
+def export_frame(models: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The long export layout: one row per score with its model's metadata.
+
+    Model ``flags`` and ``source`` become ``model_flags`` and ``model_source`` so that the
+    file can be ingested again unchanged.
+    """
+    meta = models.rename(columns={"flags": "model_flags", "source": "model_source"})
+    out = scores.merge(meta, on="model", how="left")
+    first = ["model", "display_name", "family", "organisation", "kind", "params", "active_params",
+             "d_model", "n_layers", "n_heads", "tokens", "flops", "release_date",
+             "release_date_precision", "model_flags", "model_source"]
+    if "subset" in out.columns:
+        first.append("subset")
+    rest = ["benchmark", "variant", "value", "units", "stderr", "n_shot", "harness", "source", "flags"]
+    out = out.assign(units="percent")
+    return out[[c for c in first + rest if c in out.columns]]
+
+
+def write_export(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``frame`` to ``path`` atomically: a partial file never replaces a good one."""
+    import os
+    import tempfile
+
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"format must be one of {', '.join(EXPORT_FORMATS)}", field="--format")
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError("the folder does not exist", file=folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False, lineterminator="\n")
+        elif fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", indent=2, force_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+

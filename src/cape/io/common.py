@@ -1,0 +1,92 @@
+"""What every importer shares: reading a file's text safely and collecting rows with origins."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["read_text", "read_json", "to_number", "Rows", "PERCENT_METRICS"]
+
+#: Metrics that are proportions (reported as fractions by the harness) and so become
+#: percentages in CAPE. Others (perplexity, bits_per_byte, BLEU maxima...) are skipped.
+PERCENT_METRICS = frozenset({
+    "acc", "acc_norm", "exact_match", "em", "f1", "mc1", "mc2", "pass@1", "pass_at_1",
+    "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+    "inst_level_loose_acc", "resolved", "bleu_acc", "rouge1_acc", "rouge2_acc", "rougeL_acc",
+})
+
+
+def read_text(path: Path) -> str:
+    """The file's text. Empty files and files that are not UTF-8 are errors."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", file=path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    if not raw.strip():
+        raise InputError("the file is empty", file=path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line})",
+            file=path, hint="save the file as UTF-8",
+        ) from None
+
+
+def read_json(path: Path, text: str | None = None):
+    """Parse JSON, reporting where a truncated or broken file stops making sense."""
+    text = read_text(path) if text is None else text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) - 1
+        what = "truncated JSON" if truncated else "not valid JSON"
+        raise InputError(f"{what}: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         file=path) from None
+
+
+def to_number(value, *, file, row, field) -> float | None:
+    """A score cell as a float; ``None`` when the cell is empty. Text and NaN are errors."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"'{value}' is not a number", file=file, row=row, field=field)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        if text == "":
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise InputError(f"'{text}' is not a number", file=file, row=row, field=field) from None
+    if math.isnan(number):
+        raise InputError("NaN is not a score (leave the cell empty if there is no value)",
+                         file=file, row=row, field=field)
+    if math.isinf(number):
+        raise InputError(f"{value} is not a finite number", file=file, row=row, field=field)
+    return number
+
+
+@dataclass
+class Rows:
+    """Model and score records gathered by an importer, each with its origin."""
+
+    models: list[dict] = field(default_factory=list)
+    scores: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def extend(self, other: "Rows") -> None:
+        self.models.extend(other.models)
+        self.scores.extend(other.scores)
+        self.skipped.extend(other.skipped)

@@ -1,0 +1,372 @@
+"""The results store: panels a user ingests, kept in a database.
+
+SQLite at ``$CAPE_HOME/cape.db`` by default (``CAPE_HOME`` defaults to the per-user data
+folder); any SQLAlchemy URL through ``CAPE_DB_URL``. Built-in panels never live here.
+
+Example
+-------
+>>> from cape.io import read_results                                # doctest: +SKIP
+>>> store = Store()                                                  # doctest: +SKIP
+>>> report = store.ingest(read_results(["results/"]), panel="mine")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from ..errors import CapeError, StoreError
+from ..panels import BUILTIN_PANELS, Panel
+from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset
+from . import migrations, schema
+
+__all__ = ["Store", "IngestReport", "Conflict", "default_url", "cape_home"]
+
+_PANEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+#: Largest number of bound values per IN (...) query; SQLite's default limit is 32766.
+_CHUNK = 500
+_META = [c for c in MODEL_COLUMNS if c != "model"]
+_SCORE_FIELDS = ("value", "stderr", "n_shot", "harness", "flags")
+
+
+def cape_home() -> Path:
+    """``$CAPE_HOME``, or the per-user data folder."""
+    env = os.environ.get("CAPE_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("cape", appauthor=False))
+
+
+def default_url() -> str:
+    """``$CAPE_DB_URL``, or SQLite at ``$CAPE_HOME/cape.db``."""
+    return os.environ.get("CAPE_DB_URL") or f"sqlite:///{cape_home() / 'cape.db'}"
+
+
+def _ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cape-write-test-"):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to the CAPE data folder {folder}: {exc.strerror or exc}",
+            hint="set CAPE_HOME to a folder you can write, or CAPE_DB_URL to a database URL",
+        ) from None
+
+
+@dataclass
+class Conflict:
+    """A stored value that an ingest would change."""
+
+    model: str
+    what: str  # "hellaswag/acc_norm from 'source'" or "params"
+    stored: object
+    incoming: object
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.what}: stored {self.stored!r}, file {self.incoming!r}"
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did (or, with ``dry_run``, would do)."""
+
+    panel: str
+    panel_created: bool = False
+    models_added: int = 0
+    models_updated: int = 0
+    members_added: int = 0
+    scores_added: int = 0
+    scores_replaced: int = 0
+    scores_unchanged: int = 0
+    dry_run: bool = False
+    replaced: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.panel_created or self.models_added or self.models_updated
+                    or self.members_added or self.scores_added or self.scores_replaced)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"changed": self.changed}
+
+
+def _py(v):
+    """A DataFrame cell as a plain Python value for SQL (NA -> None)."""
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-9)
+    return a == b
+
+
+class Store:
+    """A CAPE database. Opening it checks that it is one and applies pending migrations.
+
+    ``create=False`` opens an existing database only (no file is made); use
+    :meth:`Store.existing` to get ``None`` instead of an error when there is none.
+    """
+
+    def __init__(self, url: str | None = None, *, create: bool = True):
+        self.url = url or default_url()
+        try:
+            parsed = make_url(self.url)
+        except Exception:  # sqlalchemy raises ArgumentError for nonsense URLs
+            raise StoreError(f"'{self.url}' is not a database URL") from None
+        self._sqlite_path: Path | None = None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            self._sqlite_path = Path(parsed.database)
+            if not self._sqlite_path.exists():
+                if not create:
+                    raise StoreError(f"no CAPE database at {self._sqlite_path}",
+                                     hint="ingest a file first: cape ingest FILE --panel NAME")
+                _ensure_writable(self._sqlite_path.parent)
+            elif self._sqlite_path.is_dir():
+                raise StoreError(f"{self._sqlite_path} is a folder, not a database file")
+        self.engine: Engine = create_engine(self.url, future=True)
+        self._open()
+
+    @classmethod
+    def existing(cls, url: str | None = None) -> "Store | None":
+        """The default store if it exists already, else ``None`` (nothing is created)."""
+        url = url or default_url()
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not Path(parsed.database).exists():
+                return None
+        return cls(url, create=False)
+
+    def _where(self) -> str:
+        return str(self._sqlite_path) if self._sqlite_path else self.engine.url.render_as_string(hide_password=True)
+
+    def _open(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                names = set(inspect(conn).get_table_names())
+                if names and "cape_meta" not in names:
+                    raise StoreError(
+                        f"{self._where()} is not a CAPE database (it has tables "
+                        f"{', '.join(sorted(names)[:5])} and no cape_meta)",
+                        hint="point CAPE_HOME or CAPE_DB_URL elsewhere",
+                    )
+                if names:
+                    app = conn.execute(select(schema.cape_meta.c.value)
+                                       .where(schema.cape_meta.c.key == "application")).scalar()
+                    if app != schema.APPLICATION:
+                        raise StoreError(f"{self._where()} is not a CAPE database")
+                    have = migrations.current_version(conn)
+                    if have > schema.SCHEMA_VERSION:
+                        raise StoreError(
+                            f"{self._where()} has schema version {have}, newer than this CAPE "
+                            f"understands ({schema.SCHEMA_VERSION})", hint="upgrade cape")
+                migrations.upgrade(conn)
+        except StoreError:
+            self.engine.dispose()
+            raise
+        except (DatabaseError, OperationalError) as exc:
+            self.engine.dispose()
+            reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+            if "not a database" in reason or "file is encrypted" in reason:
+                raise StoreError(f"{self._where()} is not a CAPE database (not an SQLite file)",
+                                 hint="point CAPE_HOME or CAPE_DB_URL elsewhere") from None
+            raise StoreError(f"cannot open the database {self._where()}: {reason}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------- reading
+    def panel_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(schema.panels.c.name).order_by(schema.panels.c.name)).scalars())
+
+    def has_panel(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(schema.panels.c.name).where(schema.panels.c.name == name)).first() is not None
+
+    def panel(self, name: str) -> Panel:
+        """Read a stored panel: its models (with ``subset``) and every score of those models."""
+        m, pm, s, p = schema.models, schema.panel_models, schema.scores, schema.panels
+        with self.engine.connect() as conn:
+            prow = conn.execute(select(p).where(p.c.name == name)).mappings().first()
+            if prow is None:
+                raise CapeError(f"no panel '{name}' in {self._where()}")
+            mq = (select(*[m.c[c] for c in MODEL_COLUMNS], pm.c.subset, m.c.id)
+                  .join(pm, pm.c.model_id == m.c.id).where(pm.c.panel == name).order_by(m.c.id))
+            models = pd.DataFrame(conn.execute(mq).mappings().all())
+            sq = (select(m.c.model, *[s.c[c] for c in SCORE_COLUMNS if c != "model"])
+                  .join(m, m.c.id == s.c.model_id)
+                  .join(pm, (pm.c.model_id == s.c.model_id) & (pm.c.panel == name))
+                  .order_by(s.c.id))
+            scores = pd.DataFrame(conn.execute(sq).mappings().all())
+        if models.empty:
+            models = pd.DataFrame(columns=list(MODEL_COLUMNS) + ["subset"])
+        ds = Dataset.from_frames(models.drop(columns=["id"], errors="ignore"), scores)
+        ds.models["flags"] = ds.models["flags"].fillna("")
+        ds.scores["flags"] = ds.scores["flags"].fillna("")
+        return Panel(name=name, models=ds.models, scores=ds.scores, title=prow["title"],
+                     description=prow["description"], builtin=False,
+                     meta={"created_at": prow["created_at"], "database": self._where()})
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table (used to show that a failed ingest changed nothing)."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in schema.TABLES}
+
+    # ------------------------------------------------------------------------- writing
+    def ingest(self, data: Dataset, panel: str, *, replace: bool = False, dry_run: bool = False,
+               title: str | None = None) -> IngestReport:
+        """Write validated data into ``panel`` in one transaction: all or nothing.
+
+        Re-ingesting identical data changes nothing. A different value for a stored
+        (model, benchmark, variant, source), or different model metadata, is a conflict:
+        every conflict is listed in the error and nothing is written, unless ``replace``.
+        """
+        if panel in BUILTIN_PANELS:
+            raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
+        if not _PANEL_NAME.match(panel):
+            raise CapeError(f"panel name '{panel}' is not allowed: use letters, digits, '.', '_' "
+                            "and '-', starting with a letter or digit")
+        data = data.public()
+        report = IngestReport(panel=panel, dry_run=dry_run)
+        try:
+            with self.engine.begin() as conn:
+                self._ingest(conn, data, panel, report, replace=replace, title=title)
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        return report
+
+    def _ingest(self, conn, data: Dataset, panel: str, report: IngestReport, *, replace: bool,
+                title: str | None) -> None:
+        m, pm, s, p = schema.models, schema.panel_models, schema.scores, schema.panels
+        # panel
+        if conn.execute(select(p.c.name).where(p.c.name == panel)).first() is None:
+            report.panel_created = True
+            conn.execute(p.insert().values(name=panel, title=title or panel, description="",
+                                           created_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        # models
+        incoming = data.models
+        ids = incoming["model"].tolist()
+        stored: dict[str, dict] = {}
+        for i in range(0, len(ids), _CHUNK):
+            rows = conn.execute(select(m).where(m.c.model.in_(ids[i:i + _CHUNK]))).mappings().all()
+            stored.update({r["model"]: dict(r) for r in rows})
+        conflicts: list[Conflict] = []
+        model_ids: dict[str, int] = {}
+        for rec in incoming.to_dict("records"):
+            rec = {k: _py(v) for k, v in rec.items()}
+            old = stored.get(rec["model"])
+            if old is None:
+                values = {c: rec.get(c) for c in _META}
+                values["flags"] = values["flags"] or ""
+                res = conn.execute(m.insert().values(model=rec["model"], **values))
+                model_ids[rec["model"]] = res.inserted_primary_key[0]
+                report.models_added += 1
+                continue
+            model_ids[rec["model"]] = old["id"]
+            update = {}
+            for c in _META:
+                new, have = rec.get(c), old.get(c)
+                if c == "flags":
+                    new, have = new or "", have or ""
+                    if new and new != have:
+                        if have and not replace:
+                            conflicts.append(Conflict(rec["model"], c, have, new))
+                        else:
+                            update[c] = new
+                    continue
+                if new is None or _same(new, have):
+                    continue
+                if have is None or replace:
+                    update[c] = new
+                else:
+                    conflicts.append(Conflict(rec["model"], c, have, new))
+            if update:
+                conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
+                report.models_updated += 1
+        # membership
+        members = set(conn.execute(select(pm.c.model_id).where(pm.c.panel == panel)).scalars())
+        subsets = incoming["subset"].tolist() if "subset" in incoming.columns else [None] * len(incoming)
+        for mid, subset in zip(ids, subsets):
+            if model_ids[mid] not in members:
+                conn.execute(pm.insert().values(panel=panel, model_id=model_ids[mid], subset=_py(subset)))
+                members.add(model_ids[mid])
+                report.members_added += 1
+        # scores
+        existing: dict[tuple, dict] = {}
+        id_list = list(model_ids.values())
+        for i in range(0, len(id_list), _CHUNK):
+            rows = conn.execute(select(s).where(s.c.model_id.in_(id_list[i:i + _CHUNK]))).mappings().all()
+            for r in rows:
+                existing[(r["model_id"], r["benchmark"], r["variant"], r["source"])] = dict(r)
+        inserts = []
+        for rec in data.scores.to_dict("records"):
+            rec = {k: _py(v) for k, v in rec.items()}
+            rec["flags"] = rec["flags"] or ""
+            rec["source"] = rec["source"] or ""
+            key = (model_ids[rec["model"]], rec["benchmark"], rec["variant"], rec["source"])
+            old = existing.get(key)
+            fields = {c: rec[c] for c in _SCORE_FIELDS}
+            if old is None:
+                inserts.append({"model_id": key[0], "benchmark": key[1], "variant": key[2],
+                                "source": key[3], **fields})
+                continue
+            diff = [c for c in _SCORE_FIELDS if not _same(fields[c], old[c] if c != "flags" else old[c] or "")]
+            if not diff:
+                report.scores_unchanged += 1
+            elif replace:
+                conn.execute(s.update().where(s.c.id == old["id"]).values(**fields))
+                report.scores_replaced += 1
+                report.replaced.append(f"{rec['model']} {key[1]}/{key[2]}: {old['value']:g} -> {fields['value']:g}")
+            else:
+                what = f"{key[1]}/{key[2]} from '{key[3]}'"
+                c0 = diff[0]
+                conflicts.append(Conflict(rec["model"], what if c0 == "value" else f"{what} {c0}",
+                                          old[c0], fields[c0]))
+        if conflicts:
+            shown = "; ".join(str(c) for c in conflicts[:10])
+            more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+            raise StoreError(
+                f"{len(conflicts)} value(s) differ from what panel data in {self._where()} "
+                f"already holds, nothing was written: {shown}{more}",
+                hint="pass --replace to overwrite them",
+            )
+        if inserts:
+            conn.execute(s.insert(), inserts)
+            report.scores_added += len(inserts)
+
+
+class _Rollback(Exception):
+    """Raised inside the ingest transaction to undo a dry run."""

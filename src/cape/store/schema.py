@@ -1,0 +1,92 @@
+"""The database tables (SQLAlchemy Core). Portable SQL only: SQLite by default, any
+SQLAlchemy URL (for example PostgreSQL) through ``CAPE_DB_URL``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata", "cape_meta", "panels", "models", "panel_models", "scores", "SCHEMA_VERSION"]
+
+#: The schema version this code writes. Bump it together with a new migration.
+SCHEMA_VERSION = 1
+
+#: Marker stored in cape_meta so that a database can be recognised as CAPE's.
+APPLICATION = "cape"
+
+metadata = MetaData()
+
+cape_meta = Table(
+    "cape_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+panels = Table(
+    "panels",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("title", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", String(32), nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(512), nullable=False, unique=True),
+    Column("display_name", Text),
+    Column("family", String(200)),
+    Column("organisation", String(200)),
+    Column("kind", String(16)),
+    Column("params", BigInteger),
+    Column("active_params", BigInteger),
+    Column("d_model", Integer),
+    Column("n_layers", Integer),
+    Column("n_heads", Integer),
+    Column("tokens", BigInteger),
+    Column("flops", Float),
+    Column("release_date", String(10)),
+    Column("release_date_precision", String(5)),
+    Column("flags", Text, nullable=False, default=""),
+    Column("source", Text),
+)
+
+panel_models = Table(
+    "panel_models",
+    metadata,
+    Column("panel", String(200), ForeignKey("panels.name"), primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("subset", String(64)),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("benchmark", String(64), nullable=False),
+    Column("variant", String(128), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("stderr", Float),
+    Column("n_shot", Integer),
+    Column("harness", Text),
+    Column("source", String(1000), nullable=False),
+    Column("flags", Text, nullable=False, default=""),
+    UniqueConstraint("model_id", "benchmark", "variant", "source", name="uq_score_identity"),
+)
+
+#: Every table, in an order that respects foreign keys (for dumps and tests).
+TABLES = (cape_meta, panels, models, panel_models, scores)
