@@ -43,15 +43,21 @@ def find_result_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.json") if p.is_file())
 
 
-def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool) -> tuple[Rows | None, str]:
+def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool,
+              name: str | None = None) -> tuple[Rows | None, str]:
+    """Read one file. ``label`` names it in errors; ``name`` (independent of the working
+    folder) names it in the default source, so re-ingesting from elsewhere changes nothing."""
+    name = name or path.name
     suffix = path.suffix.lower()
     if suffix == ".json":
         text = read_text(path)
         doc = read_json(path, text)
         if is_openllm(doc):
-            return read_openllm(doc, label=label, source=source, skip_unknown=skip_unknown), "openllm"
+            return read_openllm(doc, label=label, name=name, source=source,
+                                skip_unknown=skip_unknown), "openllm"
         if is_lmeval(doc):
-            return read_lmeval(doc, label=label, source=source, skip_unknown=skip_unknown), "lm-eval"
+            return read_lmeval(doc, label=label, name=name, source=source,
+                               skip_unknown=skip_unknown), "lm-eval"
         if looks_like_lmeval_without_results(doc):
             raise InputError("lm-eval JSON without a 'results' section", file=label, field="results",
                              hint="pass the results_*.json file the harness wrote")
@@ -107,7 +113,8 @@ def read_results(
                 if progress:
                     progress(label)
                 part, fmt = _read_one(f, label, units=units, source=source,
-                                      skip_unknown=skip_unknown, from_folder=True)
+                                      skip_unknown=skip_unknown, from_folder=True,
+                                      name=f.relative_to(path).as_posix())
                 if part is None:
                     result.skipped.append(f"{label}: not a results file")
                     continue

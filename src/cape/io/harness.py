@@ -70,7 +70,8 @@ def _model_from_args(args) -> str | None:
     return None
 
 
-def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool) -> Rows:
+def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool,
+                name: str | None = None) -> Rows:
     """Rows from one lm-evaluation-harness results JSON (already parsed)."""
     results = doc.get("results")
     if not isinstance(results, dict) or not results:
@@ -89,7 +90,7 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
                for sub in (subs or [])}
     version = doc.get("lm_eval_version")
     harness = f"lm-evaluation-harness {version}" if version else "lm-evaluation-harness"
-    src = source or f"lm-eval:{label}"
+    src = source or f"lm-eval:{name or label}"
     rows = Rows()
     rec = {"model": model, "_file": label, "_row": "results"}
     nparams = config.get("model_num_parameters")
@@ -134,14 +135,15 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
 _OLL_TASKS = {"arc:challenge": "arc_challenge", "truthfulqa:mc": "truthfulqa"}
 
 
-def read_openllm(doc: dict, *, label: str, source: str | None, skip_unknown: bool) -> Rows:
+def read_openllm(doc: dict, *, label: str, source: str | None, skip_unknown: bool,
+                 name: str | None = None) -> Rows:
     """Rows from one Open LLM Leaderboard per-model results JSON (already parsed)."""
     cfg = doc.get("config_general") or doc.get("config") or {}
     model = cfg.get("model_name") if isinstance(cfg, dict) else None
     if not model:
         raise InputError("no model name (config_general.model_name)", file=label,
                          field="config_general.model_name")
-    src = source or f"Open LLM Leaderboard results: {label}"
+    src = source or f"Open LLM Leaderboard results: {name or label}"
     harness = "lm-evaluation-harness (Open LLM Leaderboard v1)"
     rows = Rows()
     rows.models.append({"model": str(model), "_file": label, "_row": "config_general"})

@@ -1,0 +1,347 @@
+"""The ``cape`` command. It only presents: every figure comes from :mod:`cape.api`.
+
+Errors are one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__, api
+from .benchmarks import BENCHMARKS
+from .errors import CapeError
+from .flags import FLAGS
+from .io import find_result_files
+from .units import UNITS
+
+app = typer.Typer(
+    name="cape",
+    help=("CAPE: capability-coupling analysis of language models. Reference panels from the "
+          "preprints arXiv:2605.18838 and arXiv:2605.18840 and the Open LLM Leaderboard, "
+          "importers for your own results, and a results store."),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+# A pipe or file gets wide lines rather than a table squeezed into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+BenchOpt = Annotated[Optional[str], typer.Option(
+    "--benchmarks", "-b", help="Comma-separated benchmarks (any alias: hellaswag, HellaSwag, tqa...).")]
+FamilyOpt = Annotated[Optional[str], typer.Option("--family", "-f", help="Comma-separated families.")]
+CleanOpt = Annotated[bool, typer.Option(
+    "--clean", help="Resolve flagged data problems by the stated rules (see `cape flags`).")]
+CorrOpt = Annotated[bool, typer.Option(
+    "--corrected", help="Apply the panel's errata layer (paper-frontier: DeepSeek GPQA corrections).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"cape {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """CAPE: capability-coupling analysis of language models."""
+
+
+def _jsonable(value):
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _emit_json(payload) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=_jsonable, ensure_ascii=False) + "\n")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _jsonable(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+
+
+def _human_count(n) -> str:
+    if n is None or n is pd.NA:
+        return ""
+    n = float(n)
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _cell(v, digits: int = 2) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- panels
+@app.command()
+def panels(as_json: JsonOpt = False) -> None:
+    """List the panels: the built-in reference panels and those in your store."""
+    table = api.list_panels()
+    if as_json:
+        _emit_json(_records(table))
+        return
+    t = Table(title="CAPE panels")
+    for col in ("name", "kind", "models", "families", "scores", "benchmarks"):
+        t.add_column(col, overflow="fold", justify="right" if col in ("models", "families", "scores") else "left")
+    for r in table.to_dict("records"):
+        t.add_row(r["name"], "built-in" if r["builtin"] else "stored", str(r["models"]),
+                  str(r["families"]), str(r["scores"]), ", ".join(r["benchmarks"]))
+    out.print(t)
+
+
+# ------------------------------------------------------------------------------- show
+@app.command()
+def show(
+    panel: Annotated[str, typer.Argument(help="Panel name (see `cape panels`).")],
+    benchmarks: BenchOpt = None,
+    family: FamilyOpt = None,
+    clean: CleanOpt = False,
+    corrected: CorrOpt = False,
+    long: Annotated[bool, typer.Option("--long", help="One row per score (with variant, "
+                                                       "shots, source and flags).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a panel: one row per model, one column per benchmark (percent)."""
+    if long:
+        frame = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
+                                corrected=corrected)
+        log = frame.attrs["cape"]["log"]
+        if as_json:
+            _emit_json({"panel": panel, "clean": clean, "corrected": corrected, "log": log,
+                        "scores": _records(frame)})
+            return
+        t = Table(title=f"{panel}: {len(frame)} scores")
+        for col in ("model", "benchmark", "variant", "value", "stderr", "n_shot", "source", "flags"):
+            t.add_column(col, overflow="fold", justify="right" if col in ("value", "stderr", "n_shot") else "left")
+        for r in frame.to_dict("records"):
+            t.add_row(*[_cell(r[c]) for c in ("model", "benchmark", "variant", "value", "stderr",
+                                              "n_shot", "source", "flags")])
+        out.print(t)
+        _print_log(log)
+        return
+    frame = api.load_panel(panel, benchmarks=benchmarks, family=family, clean=clean,
+                           corrected=corrected)
+    info = frame.attrs["cape"]
+    if as_json:
+        rows = _records(frame.reset_index())
+        _emit_json({"panel": panel, "clean": clean, "corrected": corrected,
+                    "benchmarks": info["benchmarks"], "variants": info["variants"],
+                    "log": info["log"], "models": rows})
+        return
+    cols = info["benchmarks"]
+    t = Table(title=f"{panel}: {len(frame)} models",
+              caption="scores in percent; variants: " + "; ".join(
+                  f"{b} {'/'.join(info['variants'][b])}" for b in cols))
+    t.add_column("model", overflow="fold")
+    t.add_column("family")
+    t.add_column("params", justify="right")
+    extra = [c for c in ("subset", "release_date") if c in frame.columns and frame[c].notna().any()]
+    for c in extra:
+        t.add_column(c)
+    for b in cols:
+        t.add_column(BENCHMARKS[b].title if b in BENCHMARKS else b, justify="right")
+    t.add_column("flags", overflow="fold")
+    for mid, r in frame.iterrows():
+        t.add_row(str(mid), _cell(r["family"]), _human_count(r["params"]),
+                  *[_cell(r[c]) for c in extra], *[_cell(r[b]) for b in cols], _cell(r["flags"]))
+    out.print(t)
+    _print_log(info["log"])
+
+
+def _print_log(log: list[str]) -> None:
+    for line in log:
+        out.print(f"  - {line}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Files or folders: CSV/TSV/Parquet/JSON tables, "
+                                                      "lm-eval results JSON, Open LLM Leaderboard JSON.")],
+    panel: Annotated[str, typer.Option("--panel", "-p", help="Panel to add the models to (created if new).")],
+    units: Annotated[Optional[str], typer.Option(
+        "--units", help=f"Score units when a table's cannot be told: {' or '.join(UNITS)}.")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        "--source", help="Citation recorded on every score (default: the file name).")] = None,
+    family: Annotated[Optional[str], typer.Option("--family", help="Family for models that do not say.")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", help="base, instruct or frontier, for models that do not say.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite stored values that differ.")] = False,
+    skip_unknown: Annotated[bool, typer.Option("--skip-unknown", help="Skip benchmarks CAPE does not know "
+                                                                      "instead of refusing the file.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report, write nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check files completely, then store them in one transaction (all or nothing).
+
+    Ingesting the same file twice changes nothing. A value that differs from a stored one
+    for the same model, benchmark, variant and source is an error unless --replace.
+    """
+    total = sum(len(find_result_files(f)) if f.is_dir() else 1 for f in files)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                  disable=as_json or total < 2) as bar:
+        task = bar.add_task("reading", total=total)
+        result = api.read_results(files, units=units, source=source, family=family, kind=kind,
+                                  skip_unknown=skip_unknown,
+                                  progress=lambda name: bar.update(task, advance=1, description=Path(name).name))
+    from .store import Store
+
+    store = Store()
+    report = store.ingest(result.dataset, panel, replace=replace, dry_run=dry_run)
+    ds = result.dataset
+    if as_json:
+        _emit_json(report.to_dict() | {"files": result.files, "models": len(ds.models),
+                                       "scores": len(ds.scores), "skipped": result.skipped,
+                                       "database": store._where()})
+        return
+    verb = "would add" if dry_run else "added"
+    out.print(f"{'[dry run] ' if dry_run else ''}panel [bold]{panel}[/bold]"
+              f"{' (new)' if report.panel_created else ''}: read {len(ds.scores)} scores of "
+              f"{len(ds.models)} models from {len(result.files)} file(s); {verb} "
+              f"{report.scores_added} scores, {report.models_added} models; "
+              f"{report.scores_replaced} replaced, {report.scores_unchanged} unchanged.",
+              highlight=False)
+    if not report.changed and not dry_run:
+        out.print("Nothing changed: the store already holds these values.")
+    for line in report.replaced[:20]:
+        out.print(f"  replaced {line}", highlight=False)
+    if result.skipped:
+        out.print(f"Skipped {len(result.skipped)} item(s):", highlight=False)
+        for line in result.skipped[:10]:
+            out.print(f"  - {line}", highlight=False)
+        if len(result.skipped) > 10:
+            out.print(f"  ... and {len(result.skipped) - 10} more (see --json)")
+    out.print(f"Database: {store._where()}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- export
+@app.command()
+def export(
+    panel: Annotated[str, typer.Argument(help="Panel name.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write "
+                                                   "(default: PANEL.FORMAT in the current folder).")] = None,
+    benchmarks: BenchOpt = None,
+    family: FamilyOpt = None,
+    clean: CleanOpt = False,
+    corrected: CorrOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a panel as one row per score with its model's metadata (re-ingestible)."""
+    if fmt not in ("csv", "parquet", "json"):
+        raise CapeError(f"--format must be csv, parquet or json, not '{fmt}'")
+    path = output or Path(f"{panel}.{fmt}")
+    n = api.export_panel(panel, path, fmt=fmt, clean=clean, corrected=corrected,
+                         benchmarks=benchmarks, family=family)
+    if as_json:
+        _emit_json({"panel": panel, "path": str(path), "format": fmt, "rows": n})
+    else:
+        out.print(f"wrote {n} rows to {path}", highlight=False)
+
+
+# ----------------------------------------------------------------------- reference info
+@app.command()
+def benchmarks(as_json: JsonOpt = False) -> None:
+    """List the benchmarks CAPE knows, their variants (preferred first) and aliases."""
+    rows = [{"name": b.name, "title": b.title, "variants": list(b.variants),
+             "aliases": list(b.aliases) + list(b.variant_aliases), "items": b.items}
+            for b in BENCHMARKS.values()]
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title="Benchmarks")
+    for c in ("name", "title", "variants", "aliases", "items"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], r["title"], ", ".join(r["variants"]), ", ".join(r["aliases"]),
+                  "" if r["items"] is None else str(r["items"]))
+    out.print(t)
+
+
+@app.command()
+def flags(as_json: JsonOpt = False) -> None:
+    """List the quality flags, what each means, and what --clean does about it."""
+    rows = [{"flag": f.name, "on": f.applies_to, "meaning": f.meaning, "clean": f.rule_text}
+            for f in FLAGS.values()]
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title="Quality flags")
+    for c in ("flag", "on", "meaning", "clean"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["flag"], r["on"], r["meaning"], r["clean"])
+    out.print(t)
+
+
+# ------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning every error into one line on stderr and exit 2."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("CAPE_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="cape", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.exceptions.ClickException as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
+        return 2
+    except CapeError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        sys.stderr.write(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+                         "(run with --debug for the traceback)\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

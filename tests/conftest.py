@@ -1,0 +1,44 @@
+"""Shared test set-up: every test gets its own CAPE_HOME, so no test touches a real store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def cape_home(tmp_path, monkeypatch):
+    home = tmp_path / "cape-home"
+    monkeypatch.setenv("CAPE_HOME", str(home))
+    monkeypatch.delenv("CAPE_DB_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.skip("../shared/data is absent (a user's clone has no ../shared; CI always has it)")
+    return SHARED
+
+
+def run_cli(*args: str, home: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `cape` command in a subprocess."""
+    env = dict(os.environ)
+    if home is not None:
+        env["CAPE_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "cape.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd)
