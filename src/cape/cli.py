@@ -22,6 +22,7 @@ from . import __version__, api
 from .benchmarks import BENCHMARKS
 from .errors import CapeError
 from .flags import FLAGS
+from .schema import to_python
 from .io import find_result_files
 from .units import UNITS
 
@@ -64,22 +65,12 @@ def _root(
     """CAPE: capability-coupling analysis of language models."""
 
 
-def _jsonable(value):
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
 def _emit_json(payload) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=_jsonable, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(payload, indent=2, default=to_python, ensure_ascii=False) + "\n")
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: _jsonable(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    return [{k: to_python(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def _human_count(n) -> str:
@@ -207,7 +198,7 @@ def ingest(
     total = sum(len(find_result_files(f)) if f.is_dir() else 1 for f in files)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
-                  disable=as_json or total < 2) as bar:
+                  disable=as_json or total < 2 or not err.is_terminal) as bar:
         task = bar.add_task("reading", total=total)
         result = api.read_results(files, units=units, source=source, family=family, kind=kind,
                                   skip_unknown=skip_unknown,

@@ -39,6 +39,7 @@ __all__ = [
     "Dataset",
     "join_flags",
     "split_flags",
+    "to_python",
     "empty_models",
     "empty_scores",
 ]
@@ -83,6 +84,18 @@ SCORE_KEY = ("model", "benchmark", "variant", "source")
 
 _ORIGIN = ("_file", "_row", "_field")
 _POSITIVE_INTS = ("params", "active_params", "d_model", "n_layers", "n_heads", "tokens")
+
+
+def to_python(value):
+    """A DataFrame cell as a plain Python value: NA and NaN become ``None``, numpy scalars
+    become int/float. Used wherever cells leave pandas (SQL parameters, JSON)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def split_flags(text: object) -> list[str]:

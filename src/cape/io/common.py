@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..benchmarks import resolve, try_resolve
 from ..errors import InputError
 
 __all__ = ["read_text", "read_json", "to_number", "Rows", "PERCENT_METRICS"]
@@ -85,6 +86,20 @@ class Rows:
     models: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+    def benchmark(self, name: str, *, skip_unknown: bool, label: str, what: str,
+                  row: str | int | None = None, field: str | None = None):
+        """Resolve a benchmark name; an unknown one is skipped (and noted) or refused.
+
+        Returns the :class:`~cape.benchmarks.BenchmarkName`, or ``None`` when skipped.
+        """
+        found = try_resolve(name)
+        if found is None:
+            if skip_unknown:
+                self.skipped.append(f"{label}: {what} (unknown benchmark)")
+                return None
+            resolve(name, file=label, row=row, field_name=field)  # raises, naming the closest
+        return found
 
     def extend(self, other: "Rows") -> None:
         self.models.extend(other.models)

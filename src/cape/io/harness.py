@@ -13,7 +13,7 @@ Open LLM Leaderboard (v1 per-model results)
 
 from __future__ import annotations
 
-from ..benchmarks import resolve, try_resolve
+from ..benchmarks import try_resolve
 from ..errors import InputError
 from .common import PERCENT_METRICS, Rows
 
@@ -100,12 +100,10 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
     for task, metrics in results.items():
         if task in covered:
             continue
-        found = try_resolve(task)
+        found = rows.benchmark(task, skip_unknown=skip_unknown, label=label, what=f"task '{task}'",
+                               row=f"results.{task}", field=task)
         if found is None:
-            if skip_unknown:
-                rows.skipped.append(f"{label}: task '{task}' (unknown benchmark)")
-                continue
-            resolve(task, file=label, row=f"results.{task}", field_name=task)
+            continue
         if not isinstance(metrics, dict):
             raise InputError("task entry is not an object", file=label, row=f"results.{task}")
         n_shot = shots.get(task)
@@ -162,13 +160,10 @@ def read_openllm(doc: dict, *, label: str, source: str | None, skip_unknown: boo
                 raise InputError("MMLU subject has no acc", field="acc", **where)
             mmlu.append((_fraction(metrics["acc"], field="acc", **where), shots))
             continue
-        name = _OLL_TASKS.get(task, task)
-        found = try_resolve(name)
+        found = rows.benchmark(_OLL_TASKS.get(task, task), skip_unknown=skip_unknown, label=label,
+                               what=f"task '{key}'", row=f"results.{key}", field=key)
         if found is None:
-            if skip_unknown:
-                rows.skipped.append(f"{label}: task '{key}' (unknown benchmark)")
-                continue
-            resolve(task, file=label, row=f"results.{key}", field_name=key)
+            continue
         for metric, value in metrics.items():
             if metric.endswith("_stderr"):
                 continue

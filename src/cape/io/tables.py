@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..benchmarks import normalise_key, resolve, try_resolve
+from ..benchmarks import normalise_key, try_resolve
 from ..errors import InputError
 from ..units import UNITS, detect_units, parse_param_count, parse_release_date
 from .common import Rows, read_json, read_text, to_number
@@ -212,13 +212,10 @@ def _read_wide(frame, norm, model_col, offset, label, source, units, skip_unknow
             if found is not None:
                 stderr_cols[(found.benchmark, found.variant)] = col
                 continue
-        found = try_resolve(key)
-        if found is None:
-            if skip_unknown:
-                rows.skipped.append(f"{label}: column '{col}' (unknown benchmark)")
-                continue
-            resolve(str(col), file=label, field_name=str(col))  # raises with a suggestion
-        bench_cols[col] = found
+        found = rows.benchmark(str(col), skip_unknown=skip_unknown, label=label,
+                               what=f"column '{col}'", field=str(col))
+        if found is not None:
+            bench_cols[col] = found
     if not bench_cols:
         raise InputError("no benchmark columns found", file=label,
                          hint="a wide table needs a model column and one column per benchmark")
@@ -254,12 +251,11 @@ def _read_long(frame, norm, model_col, offset, label, source, units, skip_unknow
         raw_bench = rec[cols["benchmark"]]
         if raw_bench is None or not str(raw_bench).strip():
             raise InputError("benchmark is empty", file=label, row=row, field=str(cols["benchmark"]))
-        found = try_resolve(str(raw_bench))
+        found = rows.benchmark(str(raw_bench), skip_unknown=skip_unknown, label=label,
+                               what=f"row {row} benchmark '{raw_bench}'", row=row,
+                               field=str(cols["benchmark"]))
         if found is None:
-            if skip_unknown:
-                rows.skipped.append(f"{label} row {row}: benchmark '{raw_bench}' (unknown)")
-                continue
-            resolve(str(raw_bench), file=label, row=row, field_name=str(cols["benchmark"]))
+            continue
         value = to_number(rec[cols["value"]], file=label, row=row, field=str(cols["value"]))
         if value is None:
             raise InputError("value is empty", file=label, row=row, field=str(cols["value"]))

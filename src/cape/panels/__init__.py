@@ -18,7 +18,7 @@ import pandas as pd
 from ..benchmarks import BENCHMARKS, UNSPECIFIED, resolve, variant_rank
 from ..errors import CapeError
 from ..flags import FLAGS, flag_arg, flag_name
-from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset, join_flags, split_flags
+from ..schema import Dataset, join_flags, split_flags
 
 __all__ = ["Panel", "BUILTIN_PANELS", "is_builtin", "load_builtin", "clean", "correct",
            "select", "wide"]
@@ -258,10 +258,3 @@ def wide(panel: Panel, *, variant_columns: bool = False) -> pd.DataFrame:
     }
     return out
 
-
-def _empty_panel_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    ds = Dataset()
-    return ds.models.assign(subset=pd.Series(dtype="string")), ds.scores
-
-
-_ = (MODEL_COLUMNS, SCORE_COLUMNS)

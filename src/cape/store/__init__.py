@@ -27,7 +27,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from ..errors import CapeError, StoreError
 from ..panels import BUILTIN_PANELS, Panel
-from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset
+from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset, to_python
 from . import migrations, schema
 
 __all__ = ["Store", "IngestReport", "Conflict", "default_url", "cape_home"]
@@ -101,17 +101,6 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"changed": self.changed}
-
-
-def _py(v):
-    """A DataFrame cell as a plain Python value for SQL (NA -> None)."""
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if hasattr(v, "item"):
-        return v.item()
-    return v
 
 
 def _same(a, b) -> bool:
@@ -286,7 +275,7 @@ class Store:
         conflicts: list[Conflict] = []
         model_ids: dict[str, int] = {}
         for rec in incoming.to_dict("records"):
-            rec = {k: _py(v) for k, v in rec.items()}
+            rec = {k: to_python(v) for k, v in rec.items()}
             old = stored.get(rec["model"])
             if old is None:
                 values = {c: rec.get(c) for c in _META}
@@ -321,7 +310,7 @@ class Store:
         subsets = incoming["subset"].tolist() if "subset" in incoming.columns else [None] * len(incoming)
         for mid, subset in zip(ids, subsets):
             if model_ids[mid] not in members:
-                conn.execute(pm.insert().values(panel=panel, model_id=model_ids[mid], subset=_py(subset)))
+                conn.execute(pm.insert().values(panel=panel, model_id=model_ids[mid], subset=to_python(subset)))
                 members.add(model_ids[mid])
                 report.members_added += 1
         # scores
@@ -333,7 +322,7 @@ class Store:
                 existing[(r["model_id"], r["benchmark"], r["variant"], r["source"])] = dict(r)
         inserts = []
         for rec in data.scores.to_dict("records"):
-            rec = {k: _py(v) for k, v in rec.items()}
+            rec = {k: to_python(v) for k, v in rec.items()}
             rec["flags"] = rec["flags"] or ""
             rec["source"] = rec["source"] or ""
             key = (model_ids[rec["model"]], rec["benchmark"], rec["variant"], rec["source"])
