@@ -21,6 +21,7 @@ per module by a real ``cape ingest`` (a subprocess start costs about a second).
 from __future__ import annotations
 
 import json
+import re
 import os
 import random
 import shutil
@@ -42,6 +43,8 @@ if (SRC / "cape" / "__init__.py").is_file() and str(SRC) not in sys.path:
 import cape  # noqa: E402
 from cape.store import Store  # noqa: E402
 from cape.store.schema import TABLES  # noqa: E402
+
+pytestmark = pytest.mark.slow  # real subprocesses; CI runs them
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LONG_CSV = FIXTURES / "long.csv"
@@ -201,8 +204,8 @@ def test_truncated_json(store, bad):
     path = write(bad / "results_2024-05-01T10-00-00.json", text[: len(text) // 2])
     line = store.ingest_error(path)
     assert "results_2024-05-01T10-00-00.json" in line
-    assert "truncated JSON" in line or "not valid JSON" in line
-    assert "at line " in line and " column " in line
+    assert "truncated JSON" in line
+    assert re.search(r"line \d+ column \d+", line) and "at at" not in line
 
 
 def test_truncated_json_inside_folder(store, bad):
@@ -214,7 +217,7 @@ def test_truncated_json_inside_folder(store, bad):
     line = store.ingest_error(folder)
     # the good file in the folder is not stored either (all or nothing)
     assert "results_2024-05-01T11-00-00.654321.json" in line
-    assert "truncated JSON" in line or "not valid JSON" in line
+    assert "truncated JSON" in line
 
 
 # --------------------------------------------------------------------- 4-5: table layout

@@ -6,6 +6,8 @@ import pytest
 
 from conftest import FIXTURES, run_cli
 
+pytestmark = pytest.mark.slow  # real subprocesses; CI runs them
+
 
 def test_panels_json_lists_the_five_reference_panels(cape_home):
     r = run_cli("panels", "--json", home=cape_home)

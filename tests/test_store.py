@@ -140,3 +140,11 @@ def test_store_accepts_any_sqlalchemy_url(tmp_path, fixtures, monkeypatch):
     cape.ingest(fixtures / "wide.csv", "team")
     assert (tmp_path / "team.db").is_file()
     assert "team" in set(cape.list_panels()["name"])
+
+
+def test_conflict_message_names_the_input_file(fixtures, tmp_path):
+    cape.ingest(fixtures / "long.csv", "mine")
+    path = tmp_path / "rerun.csv"
+    path.write_text((fixtures / "long.csv").read_text().replace("40.5,0.49", "41.5,0.49"))
+    with pytest.raises(StoreError, match=r"stored 40\.5, file 41\.5 \(in .*rerun\.csv\)"):
+        cape.ingest(path, "mine")

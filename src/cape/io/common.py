@@ -49,9 +49,12 @@ def read_json(path: Path, text: str | None = None):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        truncated = exc.pos >= len(text.rstrip()) - 1
+        # A document that stops before its outermost bracket closes was cut short.
+        body = text.strip()
+        closes = {"{": "}", "[": "]"}.get(body[:1])
+        truncated = closes is not None and not body.endswith(closes)
         what = "truncated JSON" if truncated else "not valid JSON"
-        raise InputError(f"{what}: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        raise InputError(f"{what} ({exc.msg}, line {exc.lineno} column {exc.colno})",
                          file=path) from None
 
 

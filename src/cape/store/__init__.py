@@ -74,9 +74,11 @@ class Conflict:
     what: str  # "hellaswag/acc_norm from 'source'" or "params"
     stored: object
     incoming: object
+    file: str | None = None  # the input file the new value came from
 
     def __str__(self) -> str:
-        return f"{self.model} {self.what}: stored {self.stored!r}, file {self.incoming!r}"
+        where = f" (in {self.file})" if self.file else ""
+        return f"{self.model} {self.what}: stored {self.stored!r}, file {self.incoming!r}{where}"
 
 
 @dataclass
@@ -246,6 +248,7 @@ class Store:
         if not _PANEL_NAME.match(panel):
             raise CapeError(f"panel name '{panel}' is not allowed: use letters, digits, '.', '_' "
                             "and '-', starting with a letter or digit")
+        self._origins = _origins(data)
         data = data.public()
         report = IngestReport(panel=panel, dry_run=dry_run)
         try:
@@ -292,7 +295,7 @@ class Store:
                     new, have = new or "", have or ""
                     if new and new != have:
                         if have and not replace:
-                            conflicts.append(Conflict(rec["model"], c, have, new))
+                            conflicts.append(Conflict(rec["model"], c, have, new, self._origins.get((rec["model"],))))
                         else:
                             update[c] = new
                     continue
@@ -301,7 +304,7 @@ class Store:
                 if have is None or replace:
                     update[c] = new
                 else:
-                    conflicts.append(Conflict(rec["model"], c, have, new))
+                    conflicts.append(Conflict(rec["model"], c, have, new, self._origins.get((rec["model"],))))
             if update:
                 conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
                 report.models_updated += 1
@@ -343,7 +346,8 @@ class Store:
                 what = f"{key[1]}/{key[2]} from '{key[3]}'"
                 c0 = diff[0]
                 conflicts.append(Conflict(rec["model"], what if c0 == "value" else f"{what} {c0}",
-                                          old[c0], fields[c0]))
+                                          old[c0], fields[c0],
+                                          self._origins.get((rec["model"], key[1], key[2], key[3]))))
         if conflicts:
             shown = "; ".join(str(c) for c in conflicts[:10])
             more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
@@ -355,6 +359,22 @@ class Store:
         if inserts:
             conn.execute(s.insert(), inserts)
             report.scores_added += len(inserts)
+
+
+def _origins(data: Dataset) -> dict[tuple, str]:
+    """Input file per model and per score key, for naming files in conflict messages."""
+    out: dict[tuple, str] = {}
+    if "_file" in data.models.columns:
+        for mid, f in zip(data.models["model"], data.models["_file"]):
+            if f is not None and f is not pd.NA:
+                out.setdefault((mid,), str(f))
+    if "_file" in data.scores.columns:
+        keys = zip(data.scores["model"], data.scores["benchmark"],
+                   data.scores["variant"].fillna(""), data.scores["source"].fillna(""), data.scores["_file"])
+        for m, b, v, src, f in keys:
+            if f is not None and f is not pd.NA:
+                out.setdefault((m, b, v, src), str(f))
+    return out
 
 
 class _Rollback(Exception):
