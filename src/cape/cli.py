@@ -211,7 +211,7 @@ def ingest(
     if as_json:
         _emit_json(report.to_dict() | {"files": result.files, "models": len(ds.models),
                                        "scores": len(ds.scores), "skipped": result.skipped,
-                                       "database": store._where()})
+                                       "database": store.location})
         return
     verb = "would add" if dry_run else "added"
     out.print(f"{'[dry run] ' if dry_run else ''}panel [bold]{panel}[/bold]"
@@ -230,7 +230,7 @@ def ingest(
             out.print(f"  - {line}", highlight=False)
         if len(result.skipped) > 10:
             out.print(f"  ... and {len(result.skipped) - 10} more (see --json)")
-    out.print(f"Database: {store._where()}", highlight=False)
+    out.print(f"Database: {store.location}", highlight=False)
 
 
 # ----------------------------------------------------------------------------- export

@@ -147,8 +147,6 @@ def parse_release_date(value: object, *, file: str | None = None, row: str | int
     text = str(value).strip()
     if not text:
         return None
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        text = str(value)
     text = text.split("T")[0].split(" ")[0]
     m = _DATE_RE.match(text)
     if not m:

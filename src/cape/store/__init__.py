@@ -149,7 +149,9 @@ class Store:
                 return None
         return cls(url, create=False)
 
-    def _where(self) -> str:
+    @property
+    def location(self) -> str:
+        """The database file, or the URL without its password: for messages."""
         return str(self._sqlite_path) if self._sqlite_path else self.engine.url.render_as_string(hide_password=True)
 
     def _open(self) -> None:
@@ -158,7 +160,7 @@ class Store:
                 names = set(inspect(conn).get_table_names())
                 if names and "cape_meta" not in names:
                     raise StoreError(
-                        f"{self._where()} is not a CAPE database (it has tables "
+                        f"{self.location} is not a CAPE database (it has tables "
                         f"{', '.join(sorted(names)[:5])} and no cape_meta)",
                         hint="point CAPE_HOME or CAPE_DB_URL elsewhere",
                     )
@@ -166,11 +168,11 @@ class Store:
                     app = conn.execute(select(schema.cape_meta.c.value)
                                        .where(schema.cape_meta.c.key == "application")).scalar()
                     if app != schema.APPLICATION:
-                        raise StoreError(f"{self._where()} is not a CAPE database")
+                        raise StoreError(f"{self.location} is not a CAPE database")
                     have = migrations.current_version(conn)
                     if have > schema.SCHEMA_VERSION:
                         raise StoreError(
-                            f"{self._where()} has schema version {have}, newer than this CAPE "
+                            f"{self.location} has schema version {have}, newer than this CAPE "
                             f"understands ({schema.SCHEMA_VERSION})", hint="upgrade cape")
                 migrations.upgrade(conn)
         except StoreError:
@@ -180,9 +182,9 @@ class Store:
             self.engine.dispose()
             reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
             if "not a database" in reason or "file is encrypted" in reason:
-                raise StoreError(f"{self._where()} is not a CAPE database (not an SQLite file)",
+                raise StoreError(f"{self.location} is not a CAPE database (not an SQLite file)",
                                  hint="point CAPE_HOME or CAPE_DB_URL elsewhere") from None
-            raise StoreError(f"cannot open the database {self._where()}: {reason}") from None
+            raise StoreError(f"cannot open the database {self.location}: {reason}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -208,7 +210,7 @@ class Store:
         with self.engine.connect() as conn:
             prow = conn.execute(select(p).where(p.c.name == name)).mappings().first()
             if prow is None:
-                raise CapeError(f"no panel '{name}' in {self._where()}")
+                raise CapeError(f"no panel '{name}' in {self.location}")
             mq = (select(*[m.c[c] for c in MODEL_COLUMNS], pm.c.subset, m.c.id)
                   .join(pm, pm.c.model_id == m.c.id).where(pm.c.panel == name).order_by(m.c.id))
             models = pd.DataFrame(conn.execute(mq).mappings().all())
@@ -224,7 +226,7 @@ class Store:
         ds.scores["flags"] = ds.scores["flags"].fillna("")
         return Panel(name=name, models=ds.models, scores=ds.scores, title=prow["title"],
                      description=prow["description"], builtin=False,
-                     meta={"created_at": prow["created_at"], "database": self._where()})
+                     meta={"created_at": prow["created_at"], "database": self.location})
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table (used to show that a failed ingest changed nothing)."""
@@ -248,20 +250,20 @@ class Store:
         if not _PANEL_NAME.match(panel):
             raise CapeError(f"panel name '{panel}' is not allowed: use letters, digits, '.', '_' "
                             "and '-', starting with a letter or digit")
-        self._origins = _origins(data)
+        origins = _origins(data)
         data = data.public()
         report = IngestReport(panel=panel, dry_run=dry_run)
         try:
             with self.engine.begin() as conn:
-                self._ingest(conn, data, panel, report, replace=replace, title=title)
+                self._ingest(conn, data, panel, report, origins, replace=replace, title=title)
                 if dry_run:
                     raise _Rollback
         except _Rollback:
             pass
         return report
 
-    def _ingest(self, conn, data: Dataset, panel: str, report: IngestReport, *, replace: bool,
-                title: str | None) -> None:
+    def _ingest(self, conn, data: Dataset, panel: str, report: IngestReport,
+                origins: dict[tuple, str], *, replace: bool, title: str | None) -> None:
         m, pm, s, p = schema.models, schema.panel_models, schema.scores, schema.panels
         # panel
         if conn.execute(select(p.c.name).where(p.c.name == panel)).first() is None:
@@ -295,7 +297,7 @@ class Store:
                     new, have = new or "", have or ""
                     if new and new != have:
                         if have and not replace:
-                            conflicts.append(Conflict(rec["model"], c, have, new, self._origins.get((rec["model"],))))
+                            conflicts.append(Conflict(rec["model"], c, have, new, origins.get((rec["model"],))))
                         else:
                             update[c] = new
                     continue
@@ -304,7 +306,7 @@ class Store:
                 if have is None or replace:
                     update[c] = new
                 else:
-                    conflicts.append(Conflict(rec["model"], c, have, new, self._origins.get((rec["model"],))))
+                    conflicts.append(Conflict(rec["model"], c, have, new, origins.get((rec["model"],))))
             if update:
                 conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
                 report.models_updated += 1
@@ -347,12 +349,12 @@ class Store:
                 c0 = diff[0]
                 conflicts.append(Conflict(rec["model"], what if c0 == "value" else f"{what} {c0}",
                                           old[c0], fields[c0],
-                                          self._origins.get((rec["model"], key[1], key[2], key[3]))))
+                                          origins.get((rec["model"], key[1], key[2], key[3]))))
         if conflicts:
             shown = "; ".join(str(c) for c in conflicts[:10])
             more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
             raise StoreError(
-                f"{len(conflicts)} value(s) differ from what panel data in {self._where()} "
+                f"{len(conflicts)} value(s) differ from what panel data in {self.location} "
                 f"already holds, nothing was written: {shown}{more}",
                 hint="pass --replace to overwrite them",
             )
