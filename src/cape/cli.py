@@ -293,6 +293,10 @@ def flags(as_json: JsonOpt = False) -> None:
     out.print(t)
 
 
+# ----------------------------------------------------------------- analysis commands
+from . import cli_analysis  # noqa: E402,F401  (registers coupling, gamma, nc, phase, width, eigen)
+
+
 # ------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning every error into one line on stderr and exit 2."""
