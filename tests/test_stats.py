@@ -428,7 +428,7 @@ def test_bootstrap_seed_reproducible_and_seed_sensitive():
     b = stats.bootstrap(stat, 20, n_resamples=3000, rng=42)
     c = stats.bootstrap(stat, 20, n_resamples=3000, rng=43)
     np.testing.assert_array_equal(a.distribution, b.distribution)
-    assert a.ci() [0] == b.ci()[0]
+    assert a.ci()[0] == b.ci()[0]
     assert a.distribution.shape != c.distribution.shape or not np.array_equal(a.distribution, c.distribution)
     # a Generator passed in is used as is (and advanced)
     g = np.random.default_rng(42)
@@ -604,17 +604,12 @@ def test_bootstrap_progress_reports_chunks():
     assert calls == [(2000, 4500), (4000, 4500), (4500, 4500)]
 
 
-# ===================================================== known numerical-range limitations
-@pytest.mark.xfail(strict=True, reason="c*c underflows to 0 for |c| < ~1e-154: a non-constant "
-                                       "input is treated as constant (scipy gives 0.866)")
+# ============================================ numerical range and ties (bugs found, fixed)
 def test_pearson_tiny_scale():
     assert stats.pearson_r([0.0, 0.0, 1e-200], [1.0, 2.0, 3.0]) == pytest.approx(
         sps.pearsonr([0.0, 0.0, 1e-200], [1.0, 2.0, 3.0]).statistic, abs=1e-9)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.xfail(strict=True, reason="c*c overflows to inf for |c| > ~1e154: c/inf = 0, so "
-                                       "r is silently 0.0 instead of -1")
 def test_pearson_huge_scale():
     assert stats.pearson_r([1e200, 0.0, -1e200], [1.0, 2.0, 3.0]) == pytest.approx(-1.0, abs=1e-9)
 
@@ -633,8 +628,5 @@ def test_near_tie_reference_p():
     assert stats.permutation_test_r(_NEAR_TIE_X[order], _NEAR_TIE_Y[order]).pvalue == pytest.approx(0.7, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="ties are judged within 100 eps of |observed r|, but the "
-                                       "rounding error of r is relative to its terms (~1), so at "
-                                       "small |r| tied orderings are missed: 494/720 = 0.6861, not 0.7")
 def test_exact_p_near_ties_at_small_r():
     assert stats.permutation_test_r(_NEAR_TIE_X, _NEAR_TIE_Y).pvalue == pytest.approx(0.7, rel=1e-12)

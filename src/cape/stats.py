@@ -15,8 +15,8 @@ per cluster and spreads them onto the cluster's rows, so the same statistics ser
 
 Conventions follow scipy.stats: the two-sided permutation p-value is twice the smaller
 one-sided p (clipped to 1), counts include the observed ordering in an exact test, and a
-Monte Carlo test adds one to numerator and denominator. Ties within a relative tolerance
-of 100 machine epsilons count as equal.
+Monte Carlo test adds one to numerator and denominator. Null values within 100 machine
+epsilons of the observed r count as ties (an absolute tolerance, since r is bounded by 1).
 """
 
 from __future__ import annotations
@@ -62,8 +62,11 @@ def _as_float(a) -> np.ndarray:
 def _standardise(a: np.ndarray, axis: int = -1) -> np.ndarray:
     """Centre and scale to unit Euclidean norm along ``axis`` (NaN when constant)."""
     c = a - a.mean(axis=axis, keepdims=True)
-    norm = np.sqrt((c * c).sum(axis=axis, keepdims=True))
+    # scale by the largest deviation first, so squaring neither overflows nor underflows
+    big = np.abs(c).max(axis=axis, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(big > 0, c / np.where(big > 0, big, 1.0), 0.0)
+        norm = np.sqrt((c * c).sum(axis=axis, keepdims=True))
         return np.where(norm > 0, c / np.where(norm > 0, norm, 1.0), np.nan)
 
 
@@ -224,7 +227,10 @@ class PermutationResult:
 def _p_two_sided(null: np.ndarray, observed: np.ndarray, exact: bool) -> np.ndarray:
     """scipy.stats.permutation_test's two-sided p from a null (F, B) and observed (F,)."""
     observed = observed[:, None]
-    gamma = np.abs(_TIE_EPS * observed)
+    # r is a sum of n terms of size <= 1, so its rounding error is absolute: an absolute
+    # tolerance catches orderings that tie exactly even when r is near 0 (scipy's relative
+    # tolerance misses those; for |r| near 1 the two agree).
+    gamma = _TIE_EPS
     adj = 0 if exact else 1
     B = null.shape[1]
     less = ((null <= observed + gamma).sum(axis=1) + adj) / (B + adj)
@@ -256,8 +262,7 @@ def permutation_pvalues(zx: np.ndarray, zy: np.ndarray, *, n_resamples: int = DE
     B = perms.shape[0]
     if exact:
         top, bottom = null.max(axis=1, keepdims=True), null.min(axis=1, keepdims=True)
-        tol_t, tol_b = np.abs(_TIE_EPS * top), np.abs(_TIE_EPS * bottom)
-        reach = np.minimum((null >= top - tol_t).sum(axis=1), (null <= bottom + tol_b).sum(axis=1))
+        reach = np.minimum((null >= top - _TIE_EPS).sum(axis=1), (null <= bottom + _TIE_EPS).sum(axis=1))
         floor = np.minimum(1.0, 2.0 * reach / B)
     else:
         floor = np.full(F, min(1.0, 2.0 / (B + 1)))

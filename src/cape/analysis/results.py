@@ -43,7 +43,7 @@ def jsonable(value: Any) -> Any:
 
 
 def fmt_num(v: float | None, digits: int = 3) -> str:
-    """A number for people: NaN/None as 'n/a', large counts as 3.49B."""
+    """A number for people: NaN/None as 'n/a', large counts with a B, M or T suffix."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     av = abs(v)
