@@ -334,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Under `python -m cape.cli` this file is __main__; the analysis commands register on the
+    # importable cape.cli, so run that module's main.
+    from cape.cli import main as _main
+
+    raise SystemExit(_main())
 
 
 def run() -> None:

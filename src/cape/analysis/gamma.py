@@ -77,14 +77,16 @@ def local_coupling(frame: pd.DataFrame, pair=None, *, guard: float = DEFAULT_GUA
         "d_b1": hi["b1"].to_numpy() - lo["b1"].to_numpy(),
         "d_b2": hi["b2"].to_numpy() - lo["b2"].to_numpy(),
     })
+    same_size = iv["params_lo"].to_numpy() == iv["params_hi"].to_numpy()
     keep = np.abs(iv["d_b1"].to_numpy()) >= guard
-    keep &= np.abs(iv["d_b1"].to_numpy()) > 0
+    keep &= (np.abs(iv["d_b1"].to_numpy()) > 0) & ~same_size
     with np.errstate(divide="ignore", invalid="ignore"):
         iv["gamma"] = np.where(keep, iv["d_b2"] / iv["d_b1"].where(iv["d_b1"] != 0), np.nan)
     iv["phase"] = phase_label(iv["gamma"])
     kept = iv[keep].reset_index(drop=True)
     dropped = iv[~keep].reset_index(drop=True)
-    dropped["reason"] = f"|d{pd_.b1}| below the {guard} pp guard"
+    dropped["reason"] = np.where(same_size[~keep], "both models have the same size: not a scaling step",
+                                 f"|d{pd_.b1}| below the {guard} pp guard")
     return LocalCoupling(pd_.panel, pd_.b1, pd_.b2, guard, kept, dropped, pd_.excluded)
 
 
@@ -169,16 +171,24 @@ def running_coupling(data, pair=None, *, guard: float = DEFAULT_GUARD, unit: str
     xmean = float(x.mean())
 
     def finish(M):
-        a, b = _ols_finish(M, xmean)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x0 = np.where(a != 0, -b / a, np.nan)
-        return np.stack([a, b, x0], axis=1)
+        return np.stack(_ols_finish(M, xmean), axis=1)
 
     bs = stats.bootstrap_moments(_ols_terms(x, y), finish, n_resamples=n_resamples,
                                  rng=np.random.default_rng(seed), clusters=clusters, progress=progress)
-    # A and B are defined on every resample with spread in x; the crossing also needs A != 0.
-    lo, hi, used = bs.ci(level, ci_method)
-    a_hat, b_hat, x0_hat = bs.estimate
+    # A and B are defined on every resample with spread in x; the crossing also needs A != 0,
+    # so its own discards are counted separately.
+    a_hat, b_hat = bs.estimate
+    x0_hat = -b_hat / a_hat if a_hat != 0 else float("nan")
+    ab = bs.distribution
+    has_x0 = ab[:, 0] != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x0_dist = -ab[has_x0, 1] / ab[has_x0, 0]
+    lo_ab, hi_ab, used = bs.ci(level, ci_method)
+    if x0_dist.size:
+        lo_x, hi_x, _ = stats.interval(x0_dist[:, None], np.array([x0_hat]), level=level, method="percentile")
+    else:
+        lo_x = hi_x = np.array([np.nan])
+    lo, hi = np.r_[lo_ab, lo_x], np.r_[hi_ab, hi_x]
     fit = a_hat * x + b_hat
     ss_res, ss_tot = ((y - fit) ** 2).sum(), ((y - y.mean()) ** 2).sum()
     r2 = float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
@@ -191,7 +201,8 @@ def running_coupling(data, pair=None, *, guard: float = DEFAULT_GUARD, unit: str
     unit_name = "families" if unit == "family" else "intervals"
     common = dict(n=m, ci=None, level=level, interval=f"{used}, resampling {unit_name}",
                   unit="interval", n_resamples=n_resamples, discarded=bs.discarded)
-    med = np.median(bs.distribution, axis=0) if bs.n_valid else np.full(3, np.nan)
+    med = np.r_[np.median(ab, axis=0) if bs.n_valid else np.full(2, np.nan),
+                np.median(x0_dist) if x0_dist.size else np.nan]
     A = Estimate("A (slope per decade)", float(a_hat), method=f"OLS; SE {se_a:.3g}",
                  **common | {"ci": (float(lo[0]), float(hi[0]))}, median=float(med[0]), note=unit_note)
     B = Estimate("B (intercept)", float(b_hat), method=f"OLS; SE {se_b:.3g}",
@@ -206,9 +217,10 @@ def running_coupling(data, pair=None, *, guard: float = DEFAULT_GUARD, unit: str
     crossing = Estimate("N_c (zero crossing of the running coupling)",
                         float(10 ** x0_hat) if np.isfinite(x0_hat) else float("nan"),
                         method="10^(-B/A) of the OLS fit", **common | {
-                            "ci": (float(10 ** lo[2]), float(10 ** hi[2])) if bs.n_valid else None,
-                            "unit": "interval"},
+                            "ci": (float(10 ** lo[2]), float(10 ** hi[2])) if x0_dist.size else None,
+                            "unit": "interval", "discarded": bs.discarded + int((~has_x0).sum()),
+                            "interval": "percentile, resampling " + unit_name},
                         median=float(10 ** med[2]),
                         note=note)
     return RunningCoupling(lc.panel, lc.b1, lc.b2, m, len(names), A, B, crossing, r2, xr,
-                           unit, iv, bs.distribution[:, :2])
+                           unit, iv, ab)

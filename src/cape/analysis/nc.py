@@ -103,7 +103,8 @@ def quadratic_vertex(x: np.ndarray, y: np.ndarray, *, families: np.ndarray | Non
     bs = stats.bootstrap_moments(terms, finish, n_resamples=n_resamples, rng=np.random.default_rng(seed),
                                  clusters=clusters, accept=accept, jackknife=False, progress=progress)
     coef = _quad_finish(terms.sum(axis=0, keepdims=True), xm)[0]
-    xv = float(-coef[1] / (2 * coef[0]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xv = float(-coef[1] / (2 * coef[0]))
     notes = []
     if not coef[0] > 0:
         notes.append("the full-data fit opens downward (a <= 0): its vertex is a maximum, not a U")
