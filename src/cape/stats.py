@@ -418,6 +418,27 @@ def interval(distribution: np.ndarray, estimate: np.ndarray, jackknife: np.ndarr
     return _column_quantiles(srt, valid, q_lo), _column_quantiles(srt, valid, q_hi), used
 
 
+def _resample_blocks(draw: Callable[[int], np.ndarray], block: int, n_resamples: int, m: int,
+                     accept: Callable[[np.ndarray], np.ndarray] | None,
+                     progress: Progress | None) -> tuple[np.ndarray, int]:
+    """Run ``draw(b)`` -> (b, m) statistics in blocks until ``n_resamples``; keep the rows
+    that are finite and accepted. Returns (kept rows, number discarded)."""
+    kept, discarded, done = [], 0, 0
+    while done < n_resamples:
+        b = min(block, n_resamples - done)
+        vals = draw(b)
+        ok = np.isfinite(vals).all(axis=1)
+        if accept is not None:
+            with np.errstate(invalid="ignore"):
+                ok &= np.asarray(accept(vals), dtype=bool)
+        kept.append(vals[ok])
+        discarded += int((~ok).sum())
+        done += b
+        if progress is not None:
+            progress(done, n_resamples)
+    return (np.concatenate(kept) if kept else np.empty((0, m))), discarded
+
+
 def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *,
               n_resamples: int = DEFAULT_BOOTSTRAP, rng: np.random.Generator | int | None = None,
               clusters: np.ndarray | None = None, accept: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -436,22 +457,8 @@ def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *,
         return v[:, None] if v.ndim == 1 else v
 
     estimate = stat(np.ones((1, n)))[0]
-    kept = []
-    discarded = 0
-    done = 0
-    while done < n_resamples:
-        b = min(CHUNK, n_resamples - done)
-        vals = stat(bootstrap_weights(n, b, g, clusters))
-        ok = np.isfinite(vals).all(axis=1)
-        if accept is not None:
-            with np.errstate(invalid="ignore"):
-                ok &= np.asarray(accept(vals), dtype=bool)
-        kept.append(vals[ok])
-        discarded += int((~ok).sum())
-        done += b
-        if progress is not None:
-            progress(done, n_resamples)
-    dist = np.concatenate(kept) if kept else np.empty((0, estimate.size))
+    dist, discarded = _resample_blocks(lambda b: stat(bootstrap_weights(n, b, g, clusters)), CHUNK,
+                                       n_resamples, estimate.size, accept, progress)
     jk = stat(jackknife_weights(n, clusters)) if jackknife else None
     n_units = n if clusters is None else int(np.asarray(clusters).max()) + 1
     return Bootstrap(estimate, dist, n, n_resamples, discarded,
@@ -499,21 +506,8 @@ def bootstrap_moments(moments: np.ndarray, finish: Callable[[np.ndarray], np.nda
     else:
         k, units = n, V
     block = max(1, min(CHUNK, 20_000_000 // max(k, 1)))
-    kept, discarded, done = [], 0, 0
-    while done < n_resamples:
-        b = min(block, n_resamples - done)
-        counts = resample_counts(k, b, g)
-        vals = stat(counts @ units)
-        ok = np.isfinite(vals).all(axis=1)
-        if accept is not None:
-            with np.errstate(invalid="ignore"):
-                ok &= np.asarray(accept(vals), dtype=bool)
-        kept.append(vals[ok])
-        discarded += int((~ok).sum())
-        done += b
-        if progress is not None:
-            progress(done, n_resamples)
-    dist = np.concatenate(kept) if kept else np.empty((0, estimate.size))
+    dist, discarded = _resample_blocks(lambda b: stat(resample_counts(k, b, g) @ units), block,
+                                       n_resamples, estimate.size, accept, progress)
     jk = stat(total - units) if jackknife else None
     return Bootstrap(estimate, dist, n, n_resamples, discarded,
                      "model" if clusters is None else "family", k, jk)
