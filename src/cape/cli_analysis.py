@@ -15,6 +15,7 @@ from rich.table import Table
 from . import analysis, api
 from .analysis.gamma import DEFAULT_GUARD
 from .analysis.results import fmt_num, jsonable
+from .errors import CapeError
 from .cli import CleanOpt, CorrOpt, FamilyOpt, JsonOpt, _emit_json, app, err, out
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
@@ -122,10 +123,7 @@ def gamma(
         try:
             rc = analysis.running_coupling(lc, unit=unit, n_resamples=resamples, level=level, seed=seed,
                                            progress=tick)
-        except Exception as exc:  # shown beside the intervals, which stand on their own
-            from .errors import CapeError
-            if not isinstance(exc, CapeError):
-                raise
+        except CapeError as exc:  # shown beside the intervals, which stand on their own
             rc_error = str(exc)
     if as_json:
         _emit_json({"command": "gamma", "local": lc.to_dict(),
@@ -222,7 +220,6 @@ def phase(
     """Place one model: gamma_hat at its size and the probability of each phase, the fitted
     isocline, the curation field h(D), its nearest models, and an explanation."""
     from .analysis.data import parse_pair
-    from .errors import CapeError
 
     b1, b2 = parse_pair(pair)
     given = {}
@@ -297,26 +294,11 @@ def eigen(
 ) -> None:
     """Eigenvalues, loadings and d_eff (participation ratio, bootstrap CI) of the benchmark
     correlation or covariance matrix over a panel, some families, or a phase."""
-    from .errors import CapeError
-
     frame = _frame(panel, clean, corrected)
-    rng_ = None
-    scope = None
-    if phase_ is not None:
-        if phase_ not in ("tax", "bonus"):
-            raise CapeError(f"--phase is 'tax' or 'bonus', not '{phase_}'")
-        if nc_value is None:
-            est = analysis.critical_scale(frame, pair, n_resamples=0).paper
-            nc_value, how = est.value, "paper-protocol full-data fit"
-        else:
-            how = "given"
-        rng_ = (None, nc_value) if phase_ == "tax" else (nc_value, None)
-        scope = f"{phase_} phase (N_c = {_f(nc_value)}, {how})"
     with _progress("bootstrap", as_json) as tick:
-        res = analysis.eigenstructure(frame, benchmarks, matrix=matrix, family=family, params_range=rng_,
-                                      n_resamples=resamples, level=level, seed=seed, progress=tick)
-    if scope:
-        res.scope = scope + ("; " + res.scope if res.scope != "whole panel" and not res.scope.startswith("params") else "")
+        res = analysis.eigenstructure(frame, benchmarks, matrix=matrix, family=family, phase=phase_,
+                                      nc=nc_value, pair=pair, n_resamples=resamples, level=level,
+                                      seed=seed, progress=tick)
     if _emit(res, as_json, command="eigen"):
         return
     out.print(res.summary(), highlight=False)

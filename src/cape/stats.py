@@ -121,24 +121,11 @@ def weighted_pearson(W: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     ``W`` is (B, n) (bootstrap counts), ``x``/``y`` are (n,) or (n, F) for F independent
     columns (e.g. families of equal size laid side by side). Returns (B,) or (B, F); NaN
-    where a resample has no spread.
+    where a resample has no spread. Same formula as :func:`pearson_finish`.
     """
-    x, y = _as_float(x), _as_float(y)
-    x = x - x.mean(axis=0)
-    y = y - y.mean(axis=0)
-    s0 = W.sum(axis=1)
-    if x.ndim == 2:
-        s0 = s0[:, None]
-    sx, sy = W @ x, W @ y
-    sxx, syy, sxy = W @ (x * x), W @ (y * y), W @ (x * y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cxy = sxy - sx * sy / s0
-        vx = sxx - sx * sx / s0
-        vy = syy - sy * sy / s0
-        tol = 1e-12 * np.maximum((x * x).sum(axis=0), 1e-300) * np.maximum(s0, 1)
-        ok = (vx > tol) & (vy > 1e-12 * np.maximum((y * y).sum(axis=0), 1e-300) * np.maximum(s0, 1))
-        r = np.where(ok, cxy / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan)
-    return np.clip(r, -1.0, 1.0)
+    terms = pearson_moments(x, y)                                # (n, 6) or (n, 6, F)
+    sums = W @ terms.reshape(terms.shape[0], -1)
+    return pearson_finish(sums.reshape((W.shape[0],) + terms.shape[1:]))
 
 
 # ------------------------------------------------------------------- permutation test
@@ -514,16 +501,17 @@ def bootstrap_moments(moments: np.ndarray, finish: Callable[[np.ndarray], np.nda
 
 
 def pearson_moments(x, y) -> np.ndarray:
-    """Per-observation terms for a weighted Pearson r: (n, 6) = [1, x, y, x^2, y^2, xy],
-    after centring x and y (for numerical stability)."""
+    """Per-observation terms for a weighted Pearson r: [1, x, y, x^2, y^2, xy] along axis 1,
+    (n, 6) for 1-D inputs or (n, 6, F) for F columns; x and y are centred first (numerical
+    stability)."""
     x, y = _as_float(x), _as_float(y)
-    x, y = x - x.mean(), y - y.mean()
-    return np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    return np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
 
 
 def pearson_finish(M: np.ndarray) -> np.ndarray:
-    """Pearson r from summed :func:`pearson_moments` (B, 6); NaN without spread."""
-    s0, sx, sy, sxx, syy, sxy = M.T
+    """Pearson r from summed :func:`pearson_moments`, (B, 6) or (B, 6, F); NaN without spread."""
+    s0, sx, sy, sxx, syy, sxy = np.moveaxis(np.asarray(M, dtype=float), 1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         vx = sxx - sx * sx / s0
         vy = syy - sy * sy / s0

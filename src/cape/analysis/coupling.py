@@ -105,7 +105,8 @@ def family_coupling(frame: pd.DataFrame, pair=None, *, n_permutations: int = sta
     HellaSwag -> TruthfulQA). See the module docstring for the columns."""
     pd_ = pair_data(frame, pair, need_size=True)
     f = pd_.frame
-    rows, groups = _family_rows(pd_)
+    undefined, groups = _family_rows(pd_)
+    frames = [pd.DataFrame(undefined, columns=_COLUMNS)]
     x, b1, b2 = f["x"].to_numpy(), f["b1"].to_numpy(), f["b2"].to_numpy()
     total = sum(len(g) for g in groups.values())
     done = 0
@@ -133,16 +134,14 @@ def family_coupling(frame: pd.DataFrame, pair=None, *, n_permutations: int = sta
                 progress(done, total)
         method = "exact" if exact else f"Monte Carlo ({B:,})"
         params = f["params"].to_numpy()[idx]
-        rows.append(pd.DataFrame({
+        frames.append(pd.DataFrame({
             "family": [fam for fam, _ in fams], "n": n, "params_min": params.min(axis=1),
             "params_max": params.max(axis=1), "r": r, "p_parametric": stats.parametric_p(r, n),
             "p_perm": p_perm, "p_method": method, "p_floor": floor, "ci_low": lo, "ci_high": hi,
             "spearman": sp, "spearman_p": stats.parametric_p(sp, n), "partial_r": pr,
             "partial_p": stats.parametric_p(pr, n, n_controls=1),
             "note": None if n > MIN_FAMILY else "partial r given size has no degrees of freedom with 3 models"}))
-    frames = [x for x in rows if isinstance(x, pd.DataFrame)]
-    plain = pd.DataFrame([x for x in rows if isinstance(x, dict)], columns=_COLUMNS)
-    table = pd.concat([plain] + frames, ignore_index=True)[_COLUMNS] if frames else plain
+    table = pd.concat([fr for fr in frames if len(fr)] or frames[:1], ignore_index=True).reindex(columns=_COLUMNS)
     order = {fam: i for i, fam in enumerate(pd_.families())}
     table = table.sort_values("family", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     table["q_fdr"] = stats.bh_fdr(table["p_perm"].to_numpy(dtype=float))

@@ -106,16 +106,13 @@ def pair_data(frame: pd.DataFrame, pair=None, *, need_size: bool = True) -> Pair
     params = pd.to_numeric(df["params"], errors="coerce").astype(float)
     s1 = pd.to_numeric(df[b1], errors="coerce").astype(float)
     s2 = pd.to_numeric(df[b2], errors="coerce").astype(float)
+    checks = [(f"no {b1} score", s1.isna()), (f"no {b2} score", s2.isna())]
+    if need_size:
+        checks.append(("no parameter count", params.isna() | (params <= 0)))
     excluded = []
-    reasons = []
-    for name, mask in ((f"no {b1} score", s1.isna()), (f"no {b2} score", s2.isna()),
-                       ("no parameter count", params.isna() | (params <= 0) if need_size else
-                        pd.Series(False, index=df.index))):
-        reasons.append((name, mask))
     bad = pd.Series(False, index=df.index)
-    for name, mask in reasons:
-        for m in df.loc[mask & ~bad, "model"]:
-            excluded.append({"model": str(m), "reason": name})
+    for reason, mask in checks:                     # each model listed once, first reason
+        excluded += [{"model": str(m), "reason": reason} for m in df.loc[mask & ~bad, "model"]]
         bad |= mask
     out = pd.DataFrame({
         "model": df["model"].astype(str), "family": df["family"].astype(str),

@@ -89,11 +89,14 @@ class Eigenstructure(Result):
 def eigenstructure(frame: pd.DataFrame, benchmarks: Sequence[str] | str | None = None, *,
                    matrix: str = "correlation", family: Sequence[str] | str | None = None,
                    params_range: tuple[float | None, float | None] | None = None,
-                   scope: str | None = None, n_resamples: int | None = None,
+                   phase: str | None = None, nc: float | None = None, pair=None,
+                   n_resamples: int | None = None,
                    level: float = 0.95, seed: int | None = None,
                    progress: stats.Progress | None = None) -> Eigenstructure:
     """Eigen-decomposition over the models of a panel, of some families (``family``) or of
-    a size band (``params_range``, e.g. the models below N_c for the 'tax phase').
+    a size band (``params_range``), or a phase: ``phase='tax'`` keeps models below N_c,
+    ``'bonus'`` those at or above it, with N_c = ``nc`` or, by default, the paper protocol's
+    full-data vertex on this panel (:func:`cape.analysis.nc.paper_vertex`, using ``pair``).
     Models missing any of the benchmarks are left out and listed. ``n_resamples`` defaults
     to 10,000, reduced for very large panels (at least 1,000; see the result)."""
     if matrix not in ("correlation", "covariance"):
@@ -116,6 +119,16 @@ def eigenstructure(frame: pd.DataFrame, benchmarks: Sequence[str] | str | None =
             raise CapeError(f"no family {', '.join(map(repr, unknown))} in {name}")
         keep &= df["family"].astype(str).isin(fams)
         what.append("families " + ", ".join(fams))
+    if phase is not None:
+        if phase not in ("tax", "bonus"):
+            raise CapeError(f"the phase is 'tax' or 'bonus', not '{phase}'")
+        from .nc import paper_vertex
+
+        how = "given" if nc is not None else "paper-protocol full-data fit"
+        nc = paper_vertex(frame, pair) if nc is None else float(nc)
+        keep &= (pd.to_numeric(df["params"], errors="coerce") < nc) == (phase == "tax")
+        keep &= pd.to_numeric(df["params"], errors="coerce").notna()
+        what.append(f"{phase} phase (N_c = {fmt_num(nc)}, {how})")
     if params_range is not None:
         lo, hi = params_range
         p = pd.to_numeric(df["params"], errors="coerce")

@@ -21,7 +21,8 @@ from .data import family_codes, pair_data
 from .gamma import DEFAULT_GUARD, LocalCoupling, RunningCoupling, local_coupling, running_coupling
 from .results import Estimate, Result, fmt_num, internal
 
-__all__ = ["PAPER_VERTEX_WINDOW", "QuadraticVertex", "quadratic_vertex", "family_crossings",
+__all__ = ["PAPER_VERTEX_WINDOW", "QuadraticVertex", "quadratic_vertex", "quadratic_coefficients",
+           "paper_vertex", "family_crossings",
            "CriticalScale", "critical_scale"]
 
 #: The preprint's acceptance window for a resampled vertex, in log10 N: (10^7, 10^12).
@@ -51,6 +52,23 @@ def _quad_finish(M: np.ndarray, xm: float) -> np.ndarray:
     out = np.stack([a, bc - 2 * a * xm, cc - bc * xm + a * xm * xm], axis=1)
     out[~ok] = np.nan
     return out
+
+
+def quadratic_coefficients(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(a, b, c) of the full-data least-squares fit y = a x^2 + b x + c."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return _quad_finish(_quad_terms(x, y).sum(axis=0, keepdims=True), float(x.mean()))[0]
+
+
+def paper_vertex(frame: pd.DataFrame, pair=None) -> float:
+    """N_c of the paper protocol's full-data fit (no bootstrap): 10^(-b/2a) of the quadratic
+    of the pair's second benchmark on log10 N over the panel's models."""
+    f = pair_data(frame, pair, need_size=True).frame
+    if f["x"].nunique() < 3:
+        raise CapeError(f"a quadratic needs at least 3 distinct sizes; got {f['x'].nunique()}")
+    a, b, _ = quadratic_coefficients(f["x"].to_numpy(), f["b2"].to_numpy())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(10 ** (-b / (2 * a)))
 
 
 @dataclass
@@ -102,7 +120,7 @@ def quadratic_vertex(x: np.ndarray, y: np.ndarray, *, families: np.ndarray | Non
     terms = _quad_terms(x, y)
     bs = stats.bootstrap_moments(terms, finish, n_resamples=n_resamples, rng=np.random.default_rng(seed),
                                  clusters=clusters, accept=accept, jackknife=False, progress=progress)
-    coef = _quad_finish(terms.sum(axis=0, keepdims=True), xm)[0]
+    coef = quadratic_coefficients(x, y)
     with np.errstate(invalid="ignore", divide="ignore"):
         xv = float(-coef[1] / (2 * coef[0]))
     notes = []

@@ -19,8 +19,8 @@ import pandas as pd
 from .. import stats
 from ..errors import CapeError
 from .data import pair_data
-from .gamma import BONUS_ABOVE, DEFAULT_GUARD, TAX_BELOW, local_coupling, phase_label, running_coupling
-from .nc import _quad_finish, _quad_terms
+from .gamma import BONUS_ABOVE, DEFAULT_GUARD, TAX_BELOW, LocalCoupling, local_coupling, phase_label, running_coupling
+from .nc import _quad_finish, _quad_terms, quadratic_coefficients
 from .results import Estimate, Result, fmt_num
 
 __all__ = ["Isocline", "fit_isocline", "ModelPhase", "phase_of_model", "N_NEAREST"]
@@ -66,9 +66,11 @@ def _best_k(score: np.ndarray, bonus: np.ndarray) -> tuple[float, float]:
     return float(cand[best[len(best) // 2]]), float(acc.max())
 
 
-def fit_isocline(frame: pd.DataFrame, pair=None, *, guard: float = DEFAULT_GUARD) -> Isocline:
-    """Fit k of the isocline rule to the panel's interval phases (see :class:`Isocline`)."""
-    lc = local_coupling(frame, pair, guard=guard)
+def fit_isocline(frame: pd.DataFrame, pair=None, *, guard: float = DEFAULT_GUARD,
+                 local: LocalCoupling | None = None) -> Isocline:
+    """Fit k of the isocline rule to the panel's interval phases (see :class:`Isocline`);
+    ``local`` reuses intervals already computed for the same frame, pair and guard."""
+    lc = local if local is not None else local_coupling(frame, pair, guard=guard)
     pdat = pair_data(frame, pair).frame.set_index("model")
     iv = lc.intervals
     if len(iv) < 2:
@@ -144,7 +146,8 @@ def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2
     x = float(np.log10(params))
     notes = []
     # 1. running coupling
-    rc = running_coupling(frame, pair, guard=guard, n_resamples=n_resamples, level=level, seed=seed)
+    lc = local_coupling(frame, pair, guard=guard)
+    rc = running_coupling(lc, n_resamples=n_resamples, level=level, seed=seed)
     g_hat, draws = rc.gamma_at(params)
     alpha = (1 - level) / 2
     g_lo, g_hi = np.percentile(draws, [100 * alpha, 100 * (1 - alpha)])
@@ -160,7 +163,7 @@ def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2
                      interval=f"percentile of {len(draws):,} bootstrap fits, resampling {_plural(rc.resampling)}",
                      unit="interval", n_resamples=n_resamples, discarded=rc.A.discarded)
     # 2. isocline
-    iso = fit_isocline(frame, pair, guard=guard)
+    iso = fit_isocline(frame, pair, guard=guard, local=lc)
     k_used = iso.k if isocline_k is None else float(isocline_k)
     s = (score_b2 / 100) ** 2 / (score_b1 / 100) if score_b1 > 0 else float("inf")
     iso_phase = "bonus" if s > k_used else "tax"
@@ -177,7 +180,7 @@ def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2
         raise CapeError("the reference curve needs 3+ distinct sizes among the reference families")
     terms = _quad_terms(rf["x"].to_numpy(), rf["b2"].to_numpy())
     xm = float(rf["x"].mean())
-    coef = _quad_finish(terms.sum(0, keepdims=True), xm)[0]
+    coef = quadratic_coefficients(rf["x"].to_numpy(), rf["b2"].to_numpy())
     curve = float(coef[0] * x * x + coef[1] * x + coef[2])
 
     def finish(M):
@@ -195,7 +198,6 @@ def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2
     # 4. the family's own interval at this size
     fam_iv = None
     if family:
-        lc = local_coupling(frame, pair, guard=guard)
         sub = lc.intervals[(lc.intervals["family"] == family) & (lc.intervals["params_lo"] <= params)
                            & (lc.intervals["params_hi"] >= params)]
         if family not in set(f["family"]):
