@@ -295,9 +295,22 @@ def flags(as_json: JsonOpt = False) -> None:
 
 # ----------------------------------------------------------------- analysis commands
 from . import cli_analysis  # noqa: E402,F401  (registers coupling, gamma, nc, phase, width, eigen)
+from . import cli_frontier  # noqa: E402,F401  (registers the frontier commands)
 
 
 # ------------------------------------------------------------------------------- main
+def _reflow_help(command) -> None:
+    """Join the hard-wrapped lines of every help text into paragraphs, so that the command
+    lists and --help pages wrap to the terminal instead of breaking mid-sentence."""
+    import inspect
+
+    if command.help:
+        paras = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paras)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning every error into one line on stderr and exit 2."""
     import click
@@ -305,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("CAPE_DEBUG") == "1"
     command = typer.main.get_command(app)
+    _reflow_help(command)
     try:
         command.main(args=args, prog_name="cape", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -19,6 +19,7 @@ __all__ = [
     "parse_param_count",
     "ReleaseDate",
     "parse_release_date",
+    "date_range",
     "UNITS",
     "detect_units",
 ]
@@ -131,6 +132,26 @@ class ReleaseDate:
 
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
+
+
+def date_range(value: object) -> tuple["_dt.date", "_dt.date"] | None:
+    """The first and last day a release date can mean: ``"2025"`` -> (2025-01-01,
+    2025-12-31), ``"2024-06"`` -> (2024-06-01, 2024-06-30), a day -> (day, day).
+    ``None`` for a missing date; :func:`parse_release_date`'s error for a malformed one."""
+    import calendar
+    import datetime as _dt
+
+    rd = parse_release_date(value)
+    if rd is None:
+        return None
+    parts = [int(p) for p in rd.iso.split("-")]
+    if rd.precision == "day":
+        d = _dt.date(*parts)
+        return d, d
+    if rd.precision == "month":
+        y, m = parts
+        return _dt.date(y, m, 1), _dt.date(y, m, calendar.monthrange(y, m)[1])
+    return _dt.date(parts[0], 1, 1), _dt.date(parts[0], 12, 31)
 
 
 def parse_release_date(value: object, *, file: str | None = None, row: str | int | None = None,
