@@ -307,10 +307,9 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
 
     def est(name, j, unit, value):
         lo, hi, used = cis[unit]
-        b = boots[unit]
         return Estimate(name, float(value), n if unit == "model" else len(labs_),
-                        "OLS" if name != "r" else "Pearson", (float(lo[j]), float(hi[j])), level,
-                        f"{used} bootstrap over {unit}s", unit, n_bootstrap, b.discarded)
+                        "Pearson" if j == 0 else "OLS", (float(lo[j]), float(hi[j])), level,
+                        f"{used} bootstrap over {unit}s", unit, n_bootstrap, boots[unit].discarded)
 
     coef = pd.DataFrame({
         "term": ["intercept", "slope"],
@@ -355,7 +354,7 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
         "inside_paper": (new["y"] >= plo) & (new["y"] <= phi)}).reset_index(drop=True)
     return PopulationFit(
         fd.panel, fd.bx, fd.by, subset, n, len(labs_),
-        est("r", 0, "model", line.r), est("r", 0, "lab", line.r),
+        est("r", 0, "model", line.r), est("r (labs resampled)", 0, "lab", line.r),
         est("slope", 1, "model", line.slope), est("intercept", 2, "model", line.intercept),
         float(stats.parametric_p(line.r, n)), perm.to_dict(), coef, line.s, line.sd_n,
         float(sps.norm.ppf(0.5 + level / 2) * line.sd_n), level, pd.DataFrame(rows), new_rel, line,
