@@ -72,7 +72,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                   ("arc", "arc_c", "ai2_arc", "arc_challenge_25shot"), items=1172),
         Benchmark("arc_easy", "ARC-Easy", ("acc_norm", "acc"), ("arc_e",), items=2376),
         Benchmark("mmlu", "MMLU", ("acc",), ("hendryckstest", "mmlu_avg"), items=14042),
-        Benchmark("mmlu_pro", "MMLU-Pro", ("exact_match:custom-extract", "acc"), ("mmlupro",)),
+        Benchmark("mmlu_pro", "MMLU-Pro", ("exact_match:custom-extract", "acc"), ("mmlupro",), items=12032),
         Benchmark("winogrande", "WinoGrande", ("acc",), ("wg", "wino_grande"), items=1267),
         Benchmark(
             "gsm8k",
@@ -90,7 +90,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("ifeval", "IFEval", ("prompt_level_strict_acc", "inst_level_strict_acc",
                                        "prompt_level_loose_acc", "inst_level_loose_acc"),
                   ("if_eval",), items=541),
-        Benchmark("hle", "Humanity's Last Exam", ("acc",), ("humanitys_last_exam",)),
+        Benchmark("hle", "Humanity's Last Exam", ("acc",), ("humanitys_last_exam",), items=2500),
         Benchmark("bbh", "BIG-Bench Hard", ("exact_match", "acc_norm"), ("big_bench_hard",)),
         Benchmark("math", "MATH", ("exact_match",), ("minerva_math", "math_hard")),
         Benchmark("piqa", "PIQA", ("acc_norm", "acc"), ()),
