@@ -5,6 +5,7 @@ Errors are one line on stderr and exit code 2; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -49,6 +50,10 @@ CleanOpt = Annotated[bool, typer.Option(
 CorrOpt = Annotated[bool, typer.Option(
     "--corrected", help="Apply the panel's errata layer (paper-frontier: DeepSeek GPQA corrections).")]
 
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for resampling (repeatable results).")]
+ResOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
+LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level of intervals.")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -67,6 +72,22 @@ def _root(
 
 def _emit_json(payload) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=to_python, ensure_ascii=False) + "\n")
+
+
+def _emit(result, as_json: bool, **meta) -> bool:
+    """Print a result object as JSON (with ``meta`` first) when --json; True if it did."""
+    if as_json:
+        _emit_json(meta | result.to_dict())
+    return as_json
+
+
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool):
+    """A progress bar on stderr for long resampling, only on a terminal and never with --json."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -5,47 +5,28 @@ These commands only present: every number comes from :mod:`cape.analysis`.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import analysis, api
 from .analysis.gamma import DEFAULT_GUARD
-from .analysis.results import fmt_num, jsonable
+from .analysis.results import fmt_num
 from .errors import CapeError
-from .cli import CleanOpt, CorrOpt, FamilyOpt, JsonOpt, _emit_json, app, err, out
+from .cli import (CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json,
+                  _progress, app, out)
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
 PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
     "--panel", "-p", help=f"Panel name (see `cape panels`). Default: {default}.")]
 PairOpt = Annotated[Optional[str], typer.Option(
     "--pair", help="Two benchmarks as A:B, A on the x-axis (default hellaswag:truthfulqa).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for resampling (repeatable results).")]
-ResOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
-LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level of intervals.")]
 GuardOpt = Annotated[float, typer.Option("--guard", help="Drop intervals with |dA| below this many points.")]
-
-
-@contextlib.contextmanager
-def _progress(label: str, quiet: bool):
-    """A progress bar on stderr for long resampling, only on a terminal and never with --json."""
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None):
     return api.load_panel(panel, clean=clean, corrected=corrected, family=family)
-
-
-def _emit(result, as_json: bool, **meta) -> bool:
-    if as_json:
-        _emit_json(meta | result.to_dict())
-    return as_json
 
 
 def _f(v, digits: int = 3) -> str:

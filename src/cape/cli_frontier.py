@@ -17,8 +17,8 @@ from . import api
 from .analysis import frontier as fr
 from .analysis.results import fmt_num
 from .analysis.saturation import ROTATE_BELOW, saturation as _saturation
-from .cli import CleanOpt, CorrOpt, JsonOpt, _emit_json, app, out
-from .cli_analysis import LevelOpt, ResOpt, SeedOpt, _emit, _progress
+from .cli import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json, _progress,
+                  app, out)
 from .errors import CapeError
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 

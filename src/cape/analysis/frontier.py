@@ -482,7 +482,7 @@ def _lab_row(lab: str, g: pd.DataFrame, level: float) -> dict:
         row["note"] = "one model: slope and r undefined"
         return row
     if np.ptp(x) == 0:
-        row["note"] = f"every model of the lab has the same x score: slope undefined"
+        row["note"] = "every model of the lab has the same x score: slope undefined"
         return row
     ln = Line.fit(x, y)
     row.update(slope=ln.slope, intercept=ln.intercept)
