@@ -45,6 +45,10 @@ def _f(v, d: int = 3) -> str:
     return fmt_num(v, d)
 
 
+def _ci(lo, hi) -> str:
+    return "" if lo is None or not math.isfinite(lo) else f"[{_f(lo)}, {_f(hi)}]"
+
+
 def _pm(v, d: int = 1) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:+.{d}f}"
 
@@ -78,9 +82,8 @@ def fit_cmd(
     for c in ("term", "estimate", "SE classical", "SE HC3", "SE lab-clustered", "boot CI (models)", "boot CI (labs)"):
         t.add_column(c, justify="left" if c == "term" else "right")
     for r in res.coefficients.to_dict("records"):
-        t.add_row(r["term"], f"{r['estimate']:.4f}", f"{r['se_classical']:.4f}", f"{r['se_hc3']:.4f}",
-                  f"{r['se_cluster']:.4f}", f"[{r['boot_model_low']:.3f}, {r['boot_model_high']:.3f}]",
-                  f"[{r['boot_lab_low']:.3f}, {r['boot_lab_high']:.3f}]")
+        t.add_row(r["term"], _f(r["estimate"], 5), _f(r["se_classical"]), _f(r["se_hc3"]), _f(r["se_cluster"]),
+                  _ci(r["boot_model_low"], r["boot_model_high"]), _ci(r["boot_lab_low"], r["boot_lab_high"]))
     out.print(t)
     t = Table(title="subset fits")
     for c in ("subset", "n", "labs", "r", "p (t)", "slope", "intercept"):

@@ -379,6 +379,8 @@ def interval(distribution: np.ndarray, estimate: np.ndarray, jackknife: np.ndarr
         dist = dist[:, None]
     est = np.atleast_1d(np.asarray(estimate, dtype=float))
     m = dist.shape[1]
+    if dist.shape[0] == 0:
+        return np.full(m, np.nan), np.full(m, np.nan), "undefined: no valid resamples"
     valid = np.isfinite(dist).sum(axis=0)
     srt = np.sort(np.where(np.isfinite(dist), dist, np.inf), axis=0)
     alpha = (1 - level) / 2

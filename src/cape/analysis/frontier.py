@@ -277,8 +277,8 @@ def _statsmodels_fits(x: np.ndarray, y: np.ndarray, groups: np.ndarray):
 
     X = sm.add_constant(x, has_constant="add")
     model = sm.OLS(y, X)
-    return (model.fit(), model.fit(cov_type="HC3"),
-            model.fit(cov_type="cluster", cov_kwds={"groups": groups}))
+    clustered = None if groups is None else model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+    return model.fit(), model.fit(cov_type="HC3"), clustered
 
 
 def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
@@ -297,16 +297,21 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
     V, mx, my = _line_moments(x, y)
     finish = _line_finish(mx, my)
     boots = {}
-    steps = [("model", None), ("lab", codes)]
+    steps = [("model", None), ("lab", codes)] if len(labs_) >= 2 else [("model", None)]
     for i, (unit, cl) in enumerate(steps):
         tick = None if progress is None else (lambda d, t, i=i: progress(i * t + d, len(steps) * t))
         boots[unit] = stats.bootstrap_moments(V, finish, n_resamples=n_bootstrap, rng=rng, clusters=cl,
                                               progress=tick)
     cis = {u: b.ci(level, ci_method) for u, b in boots.items()}
-    classical, hc3, clus = _statsmodels_fits(x, y, codes)
+    if "lab" not in boots:  # one lab: nothing to resample or cluster at that level
+        cis["lab"] = (np.full(3, np.nan), np.full(3, np.nan), "undefined: one lab")
+    classical, hc3, clus = _statsmodels_fits(x, y, codes if len(labs_) >= 2 else None)
 
     def est(name, j, unit, value):
         lo, hi, used = cis[unit]
+        if unit not in boots:
+            return Estimate(name, float(value), len(labs_), "Pearson" if j == 0 else "OLS", unit=unit,
+                            note="one lab: no lab-level interval")
         return Estimate(name, float(value), n if unit == "model" else len(labs_),
                         "Pearson" if j == 0 else "OLS", (float(lo[j]), float(hi[j])), level,
                         f"{used} bootstrap over {unit}s", unit, n_bootstrap, boots[unit].discarded)
@@ -316,7 +321,8 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
         "estimate": classical.params,
         "se_classical": classical.bse, "p_classical": classical.pvalues,
         "se_hc3": hc3.bse, "p_hc3": hc3.pvalues,
-        "se_cluster": clus.bse, "p_cluster": clus.pvalues,
+        "se_cluster": clus.bse if clus is not None else np.full(2, np.nan),
+        "p_cluster": clus.pvalues if clus is not None else np.full(2, np.nan),
         "boot_model_low": [cis["model"][0][2], cis["model"][0][1]],
         "boot_model_high": [cis["model"][1][2], cis["model"][1][1]],
         "boot_lab_low": [cis["lab"][0][2], cis["lab"][0][1]],
@@ -324,7 +330,9 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
     })
     notes = []
     singletons = int((pd.Series(codes).value_counts() == 1).sum())
-    if len(labs_) < 20:
+    if len(labs_) == 1:
+        notes.append("one lab: lab-clustered SEs and the lab bootstrap are undefined")
+    elif len(labs_) < 20:
         notes.append(f"lab-clustered SEs and the lab bootstrap rest on {len(labs_)} labs "
                      f"({singletons} with one model): few clusters, treat them as rough")
     # subset fits, each from the same Line
@@ -542,7 +550,8 @@ def labs(frame: pd.DataFrame, pair=None, *, subset: str = "published", min_model
         ok = np.isfinite(S).all(axis=1) & (S.min(axis=1) > 0)
         est_slopes = big["slope"].to_numpy()
         est = est_slopes.max() / est_slopes.min() if est_slopes.min() > 0 else math.nan
-        lo, hi, used = stats.interval(ratio[ok], np.array([est]), level=level, method="percentile")
+        lo, hi, used = stats.interval(ratio[ok] if math.isfinite(est) else ratio[:0], np.array([est]),
+                                      level=level, method="percentile")
         hi_lab, lo_lab = big["lab"].iloc[int(est_slopes.argmax())], big["lab"].iloc[int(est_slopes.argmin())]
         ratio_est = Estimate("largest / smallest lab slope", float(est), len(big), "ratio of within-lab "
                              f"OLS slopes ({hi_lab} / {lo_lab})", (float(lo[0]), float(hi[0])), level,
