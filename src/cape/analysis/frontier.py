@@ -200,6 +200,13 @@ def subset_mask(meta: pd.DataFrame, subset: str) -> pd.Series:
     return pd.Series(True, index=meta.index)
 
 
+def _date_text(d) -> str:
+    """A release date as text: a date or timestamp becomes its day, text stays as given."""
+    if hasattr(d, "date") and callable(d.date):
+        d = d.date()
+    return d.isoformat() if hasattr(d, "isoformat") else str(d).strip()
+
+
 def frontier_data(frame: pd.DataFrame, pair=None, *, subset: str = "published") -> FrontierData:
     """Resolve the pair (default SWE-bench Verified : GPQA Diamond), keep models with both
     scores, attach lab, subset, release date and flags, and mark the fit set."""
@@ -211,7 +218,9 @@ def frontier_data(frame: pd.DataFrame, pair=None, *, subset: str = "published") 
     f["subset"] = f["subset"].fillna("").astype(str)
     f["flags"] = f["flags"].fillna("").astype(str)
     f["post_cutoff"] = _is_post_cutoff(f)
-    ranges = [date_range(d) if isinstance(d, str) and d else None for d in f["release_date"]]
+    f["release_date"] = [None if d is None or pd.isna(d) or not str(d).strip() else _date_text(d)
+                         for d in f["release_date"]]
+    ranges = [date_range(d) if d else None for d in f["release_date"]]
     f["date_lo"] = [r[0] if r else None for r in ranges]
     f["date_hi"] = [r[1] if r else None for r in ranges]
     f["in_fit"] = subset_mask(f, subset)
@@ -631,7 +640,8 @@ def _order_key(f: pd.DataFrame) -> pd.DataFrame:
 
 def lab_dynamics(frame: pd.DataFrame, pair=None, *, subset: str = "published", lab=None,
                  guard: float = DEFAULT_DYNAMICS_GUARD, jump: float = JUMP) -> Dynamics:
-    """Order each lab's releases by date (earliest possible day, then latest) and give h,
+    """Order each lab's releases by date (the middle of the period a date can mean, then its
+    first day: "2025" sorts after "2025-03" and before "2025-08") and give h,
     dh = h - previous h, dx, dy and gamma = dy/dx (undefined when |dx| < ``guard``).
     Every dated model is shown, post-cutoff ones too (h from the ``subset`` fit); a model
     without a date is listed in ``excluded``. When two dates overlap (``2025`` and
@@ -726,8 +736,13 @@ def new_release(frame: pd.DataFrame, x: float, y: float, *, lab: str | None = No
     the preprint's (z x n-denominator SD), the labs whose mean h is nearest, and, with
     ``lab`` (and ``date``), how the release sits among that lab's."""
     for name, v in (("x", x), ("y", y)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 100):
-            raise CapeError(f"the new release's {name} score must be a percentage in [0, 100], got {v}")
+        try:
+            ok = math.isfinite(float(v)) and 0 <= float(v) <= 100
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CapeError(f"the new release's {name} score must be a percentage in [0, 100], got {v!r}")
+    x, y = float(x), float(y)
     when = None
     if date is not None:
         when = date_range(date)
@@ -746,13 +761,17 @@ def new_release(frame: pd.DataFrame, x: float, y: float, *, lab: str | None = No
     ctx = None
     if lab is not None:
         own = fd.frame[fd.frame["lab"] == lab].assign(h=lambda d: line.residual(d["x"], d["y"]))
+        fitted = own[own["in_fit"]]
         labs_known = sorted(set(fd.frame["lab"]))
-        if own.empty:
-            ctx = {"lab": lab, "n": 0, "note": f"no models of {lab} in {fd.panel} (labs: {', '.join(labs_known)})"}
+        if fitted.empty:
+            ctx = {"lab": lab, "n": 0, "n_outside_fit": len(own),
+                   "note": f"no fitted models of {lab} in {fd.panel} (labs: {', '.join(labs_known)})"}
         else:
-            ctx = {"lab": lab, "n": len(own), "mean_h": float(own["h"].mean()),
-                   "h_min": float(own["h"].min()), "h_max": float(own["h"].max()),
-                   "rank_of_mean": int((by_lab["mean_h"] > own["h"].mean()).sum()) + 1, "labs": len(by_lab)}
+            # mean h and rank over fitted models, as in labs(); later releases only for "previous"
+            ctx = {"lab": lab, "n": len(fitted), "n_outside_fit": len(own) - len(fitted),
+                   "mean_h": float(fitted["h"].mean()), "h_min": float(fitted["h"].min()),
+                   "h_max": float(fitted["h"].max()),
+                   "rank_of_mean": int((by_lab["mean_h"] > fitted["h"].mean()).sum()) + 1, "labs": len(by_lab)}
             if when is not None:
                 dated = _order_key(own[own["date_lo"].notna()])
                 before = dated[dated["_hi"] < pd.Timestamp(when[0])].sort_values(["_mid", "_lo"])
@@ -785,7 +804,7 @@ def new_release(frame: pd.DataFrame, x: float, y: float, *, lab: str | None = No
         if ctx["n"] == 0:
             text.append(f"  {ctx['note']}")
         else:
-            text.append(f"  {lab}: {ctx['n']} model(s), mean h {ctx['mean_h']:+.1f} (range "
+            text.append(f"  {lab}: {ctx['n']} fitted model(s), mean h {ctx['mean_h']:+.1f} (range "
                         f"{ctx['h_min']:+.1f} to {ctx['h_max']:+.1f}), rank {ctx['rank_of_mean']} of {ctx['labs']} labs")
             prev = ctx.get("previous")
             if prev:

@@ -23,8 +23,9 @@ Statistic kinds:
 ``spread``   max - min of the ``top`` best qualifying scores on ``benchmark``
 ``pearson``  r between benchmarks ``x`` and ``y`` over qualifying models with both
 ``h``        each qualifying model's residual from the population line of ``y`` on ``x``
-             (default GPQA Diamond on SWE-bench Verified) fitted on the models *outside*
-             the scope (post-cutoff-flagged models excluded): the preprint's frozen fit
+             (default GPQA Diamond on SWE-bench Verified) fitted on the dated models
+             released before the scope's date (post-cutoff-flagged models excluded): the
+             preprint's frozen fit. A scope without a date fits all published models.
 ``count``    the number of qualifying models (with ``benchmark`` if given)
 
 A condition is ``NAME OP NUMBER`` or ``NAME.FIELD OP NUMBER`` with OP one of < <= > >=.
@@ -37,8 +38,10 @@ Status, evaluated as of a date (default: today):
 ``PASS`` / ``FAIL``  the deadline has been reached and the rule holds (FAIL is checked first)
 ``UNDECIDED``        the deadline has been reached, every statistic is defined, neither rule holds
 ``PENDING``          the deadline has not been reached, or a statistic a rule needs is
-                     undefined (too few qualifying models); ``provisional`` says what the
-                     rules say on today's data
+                     undefined or incomplete (too few qualifying models, a qualifying
+                     release without the scores, or no qualifying model at all: absence
+                     from the data is not evidence); ``provisional`` says what the rules
+                     say on today's data
 """
 
 from __future__ import annotations
@@ -73,6 +76,20 @@ STATUSES = ("PASS", "FAIL", "UNDECIDED", "PENDING")
 
 
 # ------------------------------------------------------------------------------ loading
+def _loader():
+    """PyYAML's safe loader without implicit timestamps: dates stay text, so CAPE checks
+    them (and names the line of a bad one) instead of PyYAML failing without a location."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return Loader
+
+
 def _line_map(text: str) -> dict[tuple, int]:
     """1-based line of every mapping key and sequence item, by path."""
     import yaml
@@ -90,7 +107,7 @@ def _line_map(text: str) -> dict[tuple, int]:
             for i, v in enumerate(node.value):
                 walk(v, path + (i,))
 
-    root = yaml.compose(text)
+    root = yaml.compose(text, Loader=_loader())
     if root is not None:
         walk(root, ())
     return lines
@@ -161,6 +178,14 @@ def _date_end(value, where) -> tuple[_dt.date, str]:
     return rng[1], str(value)
 
 
+def _check_scope(scope, fail) -> None:
+    if not isinstance(scope, dict):
+        raise fail((), "scope is a mapping: {released_after: YYYY-MM, lab: NAME}")
+    for k in scope:
+        if k not in ("released_after", "lab"):
+            raise fail((k,), f"unknown scope field '{k}' (released_after, lab)")
+
+
 def _parse_prediction(p: dict, defaults: dict, path: tuple, err) -> Prediction:
     def e(sub, msg):
         return err(path + sub, msg)
@@ -175,20 +200,20 @@ def _parse_prediction(p: dict, defaults: dict, path: tuple, err) -> Prediction:
         if k not in p:
             raise e((), f"missing field '{k}'")
     pid = str(p["id"])
-    scope = {**(defaults.get("scope") or {}), **(p.get("scope") or {})}
-    if not isinstance(scope, dict):
-        raise e(("scope",), "scope is a mapping: {released_after: YYYY-MM, lab: NAME}")
-    for k in scope:
-        if k not in ("released_after", "lab"):
-            raise e(("scope", k), f"unknown scope field '{k}' (released_after, lab)")
+    own = p.get("scope") or {}
+    _check_scope(own, lambda sub, m: e(("scope",) + sub, m))
+    scope = {**(defaults.get("scope") or {}), **own}
     after = None
     if scope.get("released_after") is not None:
-        after, _ = _date_end(scope["released_after"], lambda m: e(("scope", "released_after"), m))
+        where = ("scope", "released_after")
+        fail = (lambda m: e(where, m)) if "released_after" in own else (lambda m: err(("defaults",) + where, m))
+        after, _ = _date_end(scope["released_after"], fail)
     lab = str(scope["lab"]) if scope.get("lab") is not None else None
     dl = p["deadline"]
     deadline = releases = None
     if isinstance(dl, dict):
-        if set(dl) != {"releases"} or not isinstance(dl["releases"], int) or dl["releases"] < 1:
+        n_rel = dl.get("releases")
+        if set(dl) != {"releases"} or isinstance(n_rel, bool) or not isinstance(n_rel, int) or n_rel < 1:
             raise e(("deadline",), "a deadline is a date (YYYY-MM) or {releases: N} with N >= 1")
         releases = int(dl["releases"])
         deadline_text = f"the next {releases} qualifying release(s)"
@@ -204,7 +229,7 @@ def _parse_prediction(p: dict, defaults: dict, path: tuple, err) -> Prediction:
         if not isinstance(spec, dict) or "kind" not in spec:
             raise e(("statistics", name), "a statistic is {kind: spread|pearson|h|count, ...}")
         kind = spec["kind"]
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise e(("statistics", name, "kind"), f"unknown kind '{kind}' (one of: {', '.join(KINDS)})")
         for k in KINDS[kind]:
             if k not in spec:
@@ -215,7 +240,8 @@ def _parse_prediction(p: dict, defaults: dict, path: tuple, err) -> Prediction:
         for k in ("benchmark", "x", "y"):
             if k in spec and try_resolve(str(spec[k])) is None:
                 raise e(("statistics", name, k), f"unknown benchmark '{spec[k]}' (see `cape benchmarks`)")
-        if kind == "spread" and (not isinstance(spec["top"], int) or spec["top"] < 2):
+        top = spec.get("top")
+        if kind == "spread" and (isinstance(top, bool) or not isinstance(top, int) or top < 2):
             raise e(("statistics", name, "top"), f"top must be an integer >= 2, got {spec['top']!r}")
     rules = []
     for key in ("pass", "fail"):
@@ -263,8 +289,12 @@ def load_predictions(path: str | Path | None = None, *, text: str | None = None,
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise CapeError(f"cannot read prediction file {path}: {exc.strerror or exc}") from None
+    if text.lstrip().startswith(("{", "[")):
+        # JSON: a literal tab can only be whitespace between tokens (JSON strings escape
+        # theirs), and YAML refuses tabs there, so they become spaces.
+        text = text.replace("\t", " ")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())
         lines = _line_map(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -287,6 +317,10 @@ def load_predictions(path: str | Path | None = None, *, text: str | None = None,
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise err(("defaults",), "defaults is a mapping (e.g. {scope: {released_after: 2026-05}})")
+    for k in defaults:
+        if k != "scope":
+            raise err(("defaults", k), f"unknown default '{k}' (only scope)")
+    _check_scope(defaults.get("scope") or {}, lambda sub, m: err(("defaults", "scope") + sub, m))
     preds = data["predictions"]
     if not isinstance(preds, list) or not preds:
         raise err(("predictions",), "predictions is a non-empty list")
@@ -315,6 +349,7 @@ def combine_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     earlier row's scores where the later one has them."""
     if not frames:
         raise CapeError("no panels to evaluate against")
+    frames = [f.set_index("model") if "model" in f.columns else f for f in frames]
     if len(frames) == 1:
         return frames[0]
     out = frames[0].copy()
@@ -430,8 +465,9 @@ def _statistic(spec: dict, q: pd.DataFrame, frame: pd.DataFrame, fit_frame: pd.D
               line={"slope": line.slope, "intercept": line.intercept, "n": line.n, "r": line.r})
     if len(sub):
         ev.update(min=float(h.min()), max=float(h.max()), mean=float(h.mean()))
-    else:
-        ev["note"] = f"no qualifying model has both {bx} and {by}"
+    if len(sub) < len(q):
+        missing = [str(m) for m in q["model"] if m not in set(sub["model"])]
+        ev["note"] = f"{', '.join(missing)} lack(s) {bx} or {by}: h is incomplete"
     return ev
 
 
@@ -496,15 +532,16 @@ def _evaluate(pred: Prediction, frame: pd.DataFrame, as_of: _dt.date) -> Predict
         return True if any(v is True for v in vals) else (False if all(v is False for v in vals) else None)
 
     pv, fv = rule_value(pred.pass_rule), rule_value(pred.fail_rule)
-    undefined = [n for n, ev in evidence.items() if ev.get("note")]
+    used = {c.stat for c in pred.pass_rule.conditions + pred.fail_rule.conditions}
+    undefined = [n for n, ev in evidence.items() if ev.get("note") and n in used]
     if q.empty:  # nothing qualifies: absence from the data is not evidence either way
         now = "PENDING"
     elif fv is True:
         now = "FAIL"
+    elif pv is None or fv is None or undefined:  # a statistic the rules need is not (fully) there
+        now = "PENDING"
     elif pv is True:
         now = "PASS"
-    elif pv is None or fv is None:
-        now = "PENDING"
     else:
         now = "UNDECIDED"
     facts = "; ".join(_describe_stat(n, ev) for n, ev in evidence.items())
