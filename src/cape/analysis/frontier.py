@@ -572,13 +572,14 @@ def labs(frame: pd.DataFrame, pair=None, *, subset: str = "published", min_model
                              "OLS slopes", unit="lab",
                              note=f"needs two labs with {min_models}+ models; {len(big)} qualify")
     # leave-one-lab-out from sums: the line without a lab is the total minus the lab's sums
-    lo_rows = []
+    lo_rows, held_out = [], []
     total = np.array(_sums(f["x"].to_numpy(), f["y"].to_numpy()))
     for lab, g in f.groupby("lab", sort=True):
         if len(g) < min_models:
             continue
         rest = Line.from_sums(*(total - np.array(_sums(g["x"].to_numpy(), g["y"].to_numpy()))))
         err = rest.residual(g["x"], g["y"])
+        held_out.append(np.abs(err))
         lo_rows.append({"lab": lab, "n": len(g), "mae": float(np.abs(err).mean()), "bias": float(err.mean()),
                         "slope_without": rest.slope, "intercept_without": rest.intercept,
                         "n_fit": rest.n})
@@ -589,9 +590,7 @@ def labs(frame: pd.DataFrame, pair=None, *, subset: str = "published", min_model
         lo_, hi_ = _t_interval(per, level)
         mae = Estimate("leave-one-lab-out MAE", float(per.mean()), len(lolo), "mean over labs of each lab's "
                        "MAE (paper protocol)", (lo_, hi_), level, "t interval over labs", "lab")
-        errs = np.concatenate([np.abs(Line.from_sums(*(total - np.array(_sums(g["x"].to_numpy(),
-                               g["y"].to_numpy())))).residual(g["x"], g["y"]))
-                               for lab, g in f.groupby("lab", sort=True) if len(g) >= min_models])
+        errs = np.concatenate(held_out)
         plo, phi = _t_interval(errs, level)
         pooled = Estimate("leave-one-lab-out MAE, pooled", float(errs.mean()), errs.size,
                           "mean absolute error over the held-out models", (plo, phi), level,

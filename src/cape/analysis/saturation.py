@@ -28,7 +28,7 @@ from .data import _benchmark_columns, panel_name, resolve_benchmark
 from .frontier import subset_mask
 from .results import Estimate, Result, fmt_num
 
-__all__ = ["ROTATE_BELOW", "expected_range", "binomial_se", "Saturation", "saturation"]
+__all__ = ["ROTATE_BELOW", "expected_range", "binomial_se", "top_spread", "Saturation", "saturation"]
 
 #: The preprint's rotation rule: rotate when spread(old) / spread(new) is below this.
 ROTATE_BELOW = 0.2
@@ -50,7 +50,7 @@ def binomial_se(p_percent, items) -> np.ndarray:
     return 100.0 * np.sqrt(p * (1 - p) / np.asarray(items, dtype=float))
 
 
-def _top_spread(scores: np.ndarray, k: int) -> np.ndarray:
+def top_spread(scores: np.ndarray, k: int) -> np.ndarray:
     """max - min of the k largest values along the last axis (NaN-free input)."""
     part = -np.partition(-scores, k - 1, axis=-1)[..., :k]
     return part.max(axis=-1) - part.min(axis=-1)
@@ -125,11 +125,11 @@ def saturation(frame: pd.DataFrame, benchmarks=None, *, top_k: int = 5, subset: 
         order = np.argsort(-vals, kind="stable")[:top_k]
         top = vals[order]
         row.update(top_models=", ".join(models[order]), top_mean=float(top.mean()),
-                   spread=float(top.max() - top.min()))
+                   spread=float(top_spread(vals, top_k)))
         if items:
             se = float(binomial_se(top.mean(), items))
             draws = rng.binomial(items, np.clip(vals / 100.0, 0, 1), size=(n_resamples, vals.size)) * (100.0 / items)
-            sim = _top_spread(draws, top_k)
+            sim = top_spread(draws, top_k)
             sims[b] = sim
             lo, hi, _ = stats.interval(sim, np.array([row["spread"]]), level=level, method="percentile")
             row.update(se=se, noise_spread=expected_range(top_k) * se, spread_low=float(lo[0]),

@@ -56,7 +56,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import stats
 from ..analysis.data import panel_name, resolve_benchmark
+from ..analysis.saturation import top_spread
 from ..analysis.frontier import FRONTIER_PAIR, Line, subset_mask
 from ..analysis.results import Result, fmt_num
 from ..benchmarks import try_resolve
@@ -433,7 +435,7 @@ def _statistic(spec: dict, q: pd.DataFrame, frame: pd.DataFrame, fit_frame: pd.D
             ev["models"] = sub["model"].tolist()
             return ev
         top = sub.sort_values(b, ascending=False, kind="stable").head(k)
-        ev.update(value=float(top[b].max() - top[b].min()), models=top["model"].tolist(),
+        ev.update(value=float(top_spread(sub[b].to_numpy(dtype=float), k)), models=top["model"].tolist(),
                   scores=[float(v) for v in top[b]])
         return ev
     if kind == "pearson":
@@ -445,7 +447,7 @@ def _statistic(spec: dict, q: pd.DataFrame, frame: pd.DataFrame, fit_frame: pd.D
         elif np.ptp(sub[bx]) == 0 or np.ptp(sub[by]) == 0:
             ev["note"] = "one benchmark is constant over the qualifying models: r undefined"
         else:
-            ev["value"] = float(np.corrcoef(sub[bx].astype(float), sub[by].astype(float))[0, 1])
+            ev["value"] = float(stats.pearson_r(sub[bx].to_numpy(dtype=float), sub[by].to_numpy(dtype=float)))
         return ev
     # h: residual from the line fitted outside the scope
     bx = _column(frame, spec.get("x", FRONTIER_PAIR[0]))
