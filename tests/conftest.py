@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+import cape
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -42,3 +47,16 @@ def run_cli(*args: str, home: Path | None = None, cwd: Path | None = None) -> su
         env["CAPE_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "cape.cli", *args], capture_output=True,
                           text=True, env=env, cwd=cwd)
+
+
+@lru_cache(maxsize=None)
+def cached_panel(name: str) -> pd.DataFrame:
+    """A built-in panel, loaded once per test session; never modify it (see ``fresh_panel``)."""
+    return cape.load_panel(name)
+
+
+def fresh_panel(name: str) -> pd.DataFrame:
+    """A private copy of a built-in panel (the cached frame is never handed out)."""
+    df = cached_panel(name).copy(deep=True)
+    df.attrs = copy.deepcopy(cached_panel(name).attrs)
+    return df

@@ -7,7 +7,6 @@ explain any value it cannot give.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from functools import lru_cache
@@ -19,27 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-import cape
 from cape.analysis import (critical_scale, eigenstructure, family_coupling, fit_isocline,
                            local_coupling, phase_label, phase_of_model, quadratic_vertex,
                            running_coupling, width_normalization)
 from cape.errors import CapeError
-from conftest import run_cli
+from conftest import cached_panel, fresh_panel, run_cli
 
 PYTHIA_R = -0.9886
 FACT8 = math.factorial(8)  # 40,320 orderings of 8 models
 
 
-@lru_cache(maxsize=None)
-def _panel(name: str) -> pd.DataFrame:
-    return cape.load_panel(name)
-
-
-def panel(name: str) -> pd.DataFrame:
-    """A fresh copy of a built-in panel (the cached frame is never handed out)."""
-    df = _panel(name).copy(deep=True)
-    df.attrs = copy.deepcopy(_panel(name).attrs)
-    return df
+_panel = cached_panel
+panel = fresh_panel
 
 
 def strict_json(result) -> dict:

@@ -19,11 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-import cape
 from cape.errors import CapeError, InputError
 from cape.predictions import (FORMAT, PredictionReport, builtin_predictions, combine_frames,
                               evaluate_predictions, load_predictions)
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, cached_panel, fresh_panel, run_cli
 
 PRED_FIXTURES = FIXTURES / "predictions"
 SHIPPED = ROOT / "src" / "cape" / "predictions" / "data" / "paper-b.yaml"
@@ -34,15 +33,8 @@ BEFORE_2026_END = dt.date(2026, 11, 21)  # before them
 
 
 # --------------------------------------------------------------------- helpers
-@lru_cache(maxsize=None)
-def _panel(name: str) -> pd.DataFrame:
-    return cape.load_panel(name)
-
-
-def panel(name: str) -> pd.DataFrame:
-    df = _panel(name).copy(deep=True)
-    df.attrs = copy.deepcopy(_panel(name).attrs)
-    return df
+_panel = cached_panel
+panel = fresh_panel
 
 
 def m(model, lab, date, swe=None, gpqa=None, ifeval=None, hle=None, flags="", subset=""):

@@ -52,6 +52,7 @@ CorrOpt = Annotated[bool, typer.Option(
 
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for resampling (repeatable results).")]
 ResOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
+CiOpt = Annotated[str, typer.Option("--ci", help="Bootstrap interval: bca or percentile.")]
 LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level of intervals.")]
 
 
@@ -72,6 +73,18 @@ def _root(
 
 def _emit_json(payload) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=to_python, ensure_ascii=False) + "\n")
+
+
+def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None) -> pd.DataFrame:
+    """The wide frame an analysis command works on."""
+    return api.load_panel(panel, clean=clean, corrected=corrected, family=family)
+
+
+def _f(v, digits: int = 3) -> str:
+    """A number in a table cell (see :func:`cape.analysis.results.fmt_num`)."""
+    from .analysis.results import fmt_num
+
+    return fmt_num(v, digits)
 
 
 def _emit(result, as_json: bool, **meta) -> bool:

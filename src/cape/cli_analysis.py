@@ -10,12 +10,11 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import analysis, api
+from . import analysis
 from .analysis.gamma import DEFAULT_GUARD
-from .analysis.results import fmt_num
 from .errors import CapeError
-from .cli import (CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json,
-                  _progress, app, out)
+from .cli import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json,
+                  _f, _frame, _progress, app, out)
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
 PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
@@ -23,14 +22,6 @@ PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
 PairOpt = Annotated[Optional[str], typer.Option(
     "--pair", help="Two benchmarks as A:B, A on the x-axis (default hellaswag:truthfulqa).")]
 GuardOpt = Annotated[float, typer.Option("--guard", help="Drop intervals with |dA| below this many points.")]
-
-
-def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None):
-    return api.load_panel(panel, clean=clean, corrected=corrected, family=family)
-
-
-def _f(v, digits: int = 3) -> str:
-    return fmt_num(v, digits)
 
 
 @app.command()
@@ -43,7 +34,7 @@ def coupling(
     permutations: Annotated[int, typer.Option("--permutations", help="Monte Carlo orderings when a "
                                               "family has more than 9 models (9 or fewer: exact).")] = DEFAULT_PERMUTATIONS,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
-    ci: Annotated[str, typer.Option("--ci", help="Bootstrap interval: bca or percentile.")] = "bca",
+    ci: CiOpt = "bca",
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,

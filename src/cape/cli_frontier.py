@@ -13,12 +13,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import api
 from .analysis import frontier as fr
-from .analysis.results import fmt_num
 from .analysis.saturation import ROTATE_BELOW, saturation as _saturation
-from .cli import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json, _progress,
-                  app, out)
+from .cli import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json, _f,
+                  _frame, _progress, app, out)
 from .errors import CapeError
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
@@ -35,14 +33,6 @@ SubsetOpt = Annotated[str, typer.Option(
     "--subset", help="Models the line is fitted on: published (all but post-cutoff, the default), "
                      "core, or all (post-cutoff included).")]
 BandOpt = Annotated[float, typer.Option("--band", help="Band edge in points: |h| <= band is cooperative.")]
-
-
-def _frame(panel: str, clean: bool, corrected: bool):
-    return api.load_panel(panel, clean=clean, corrected=corrected)
-
-
-def _f(v, d: int = 3) -> str:
-    return fmt_num(v, d)
 
 
 def _ci(lo, hi) -> str:
@@ -63,7 +53,7 @@ def fit_cmd(
     permutations: Annotated[int, typer.Option("--permutations", help="Monte Carlo orderings for the "
                                               "permutation p of r.")] = DEFAULT_PERMUTATIONS,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
-    ci: Annotated[str, typer.Option("--ci", help="Bootstrap interval: bca or percentile.")] = "bca",
+    ci: CiOpt = "bca",
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,

@@ -7,6 +7,7 @@ are detected per column and converted, and an ambiguous file is refused.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -134,12 +135,11 @@ class ReleaseDate:
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 
 
-def date_range(value: object) -> tuple["_dt.date", "_dt.date"] | None:
+def date_range(value: object) -> tuple[_dt.date, _dt.date] | None:
     """The first and last day a release date can mean: ``"2025"`` -> (2025-01-01,
     2025-12-31), ``"2024-06"`` -> (2024-06-01, 2024-06-30), a day -> (day, day).
     ``None`` for a missing date; :func:`parse_release_date`'s error for a malformed one."""
     import calendar
-    import datetime as _dt
 
     rd = parse_release_date(value)
     if rd is None:

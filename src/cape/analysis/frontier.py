@@ -70,19 +70,15 @@ class Line:
 
     @classmethod
     def from_sums(cls, s0, sx, sy, sxx, syy, sxy) -> "Line":
-        """The line from raw sums (n, sum x, sum y, sum x^2, sum y^2, sum xy)."""
+        """The line from raw sums (n, sum x, sum y, sum x^2, sum y^2, sum xy); r, slope and
+        intercept come from :func:`_line_finish`, the formula the bootstraps use."""
         n = int(round(s0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vx = sxx - sx * sx / s0
-            vy = syy - sy * sy / s0
-            cxy = sxy - sx * sy / s0
-            slope = cxy / vx if vx > 1e-12 * max(sxx, 1.0) else math.nan
-            intercept = (sy - slope * sx) / s0
-            r = cxy / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
-            sse = max(vy - slope * cxy, 0.0) if math.isfinite(slope) else math.nan
-        return cls(n, float(slope), float(intercept), float(np.clip(r, -1, 1)) if math.isfinite(r) else math.nan,
-                   float(sx / s0), float(vx), math.sqrt(sse / (n - 2)) if n > 2 else math.nan,
-                   math.sqrt(sse / n) if n > 0 else math.nan)
+        r, slope, intercept = (float(v) for v in _line_finish(0.0, 0.0)(np.array([[s0, sx, sy, sxx, syy, sxy]]))[0])
+        vx = sxx - sx * sx / s0
+        cxy = sxy - sx * sy / s0
+        sse = max(syy - sy * sy / s0 - slope * cxy, 0.0) if math.isfinite(slope) else math.nan
+        return cls(n, slope, intercept, r, float(sx / s0), float(vx),
+                   math.sqrt(sse / (n - 2)) if n > 2 else math.nan, math.sqrt(sse / n) if n > 0 else math.nan)
 
     @classmethod
     def fit(cls, x, y) -> "Line":
@@ -210,8 +206,6 @@ def _date_text(d) -> str:
 def frontier_data(frame: pd.DataFrame, pair=None, *, subset: str = "published") -> FrontierData:
     """Resolve the pair (default SWE-bench Verified : GPQA Diamond), keep models with both
     scores, attach lab, subset, release date and flags, and mark the fit set."""
-    if subset not in SUBSETS:
-        raise CapeError(f"unknown subset '{subset}' (one of: {', '.join(SUBSETS)})")
     pd_ = pair_data(frame, pair or FRONTIER_PAIR, need_size=False)
     f = pd_.frame[["model", "family", "b1", "b2"]].rename(columns={"family": "lab", "b1": "x", "b2": "y"})
     f = f.merge(_meta(frame), on="model", how="left")

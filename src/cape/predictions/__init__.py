@@ -491,6 +491,7 @@ def _evaluate(pred: Prediction, frame: pd.DataFrame, as_of: _dt.date) -> Predict
     hi = pd.Series([r[1] if r else None for r in ranges], index=df.index, dtype=object)
     excluded = []
     in_scope = pd.Series(True, index=df.index)
+    fit_mask = subset_mask(df.assign(flags=df["flags"].fillna(""), subset=df["subset"].fillna("")), "published")
     if pred.lab is not None:
         in_scope &= df["family"].astype(str) == pred.lab
     if pred.released_after is not None:
@@ -504,13 +505,8 @@ def _evaluate(pred: Prediction, frame: pd.DataFrame, as_of: _dt.date) -> Predict
         for m, d in zip(df.loc[in_scope & ambiguous, "model"], df.loc[in_scope & ambiguous, "release_date"]):
             excluded.append({"model": str(m), "reason": f"release date {d} too coarse to place against "
                                                         f"{after.isoformat()}"})
-        fit_mask = ~(later | ambiguous) & ~undated & subset_mask(df.assign(flags=df["flags"].fillna(""),
-                                                                          subset=df["subset"].fillna("")),
-                                                                "published")
+        fit_mask &= ~(later | ambiguous) & ~undated
         in_scope &= later
-    else:
-        fit_mask = subset_mask(df.assign(flags=df["flags"].fillna(""), subset=df["subset"].fillna("")),
-                               "published")
     future = lo.map(lambda d: d is not None and d > as_of)
     in_scope &= ~future
     q = df[in_scope].assign(_lo=lo[in_scope]).sort_values("_lo", kind="stable")
