@@ -26,7 +26,8 @@ FamiliesOpt = Annotated[Optional[str], typer.Option(
     "--family", "-f", help="Comma-separated families (default: every family with enough sizes).")]
 DegreeOpt = Annotated[int, typer.Option("--degree", help="Degree of the polynomial library.")]
 ThresholdOpt = Annotated[float, typer.Option(
-    "--threshold", help="STLSQ threshold: coefficients smaller than this (in fitted units) are dropped.")]
+    "--threshold", help="STLSQ threshold: each thresholding step drops terms whose coefficient (in fitted "
+                        "units) is below it; the kept terms are then refitted by least squares.")]
 ScaleOpt = Annotated[str, typer.Option(
     "--scale", help="standard (z-scores of the training data, the default) or points (raw scores).")]
 DupOpt = Annotated[str, typer.Option(

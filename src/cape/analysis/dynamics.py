@@ -46,7 +46,7 @@ from .results import Result, fmt_num, internal
 __all__ = ["DEFAULT_DEGREE", "DEFAULT_THRESHOLD", "DEFAULT_ALPHA", "DEFAULT_ENSEMBLE", "SCALES",
            "DUPLICATES", "SCHEMES", "RESAMPLE", "DynamicsError", "Trajectories", "dynamics_data",
            "finite_differences", "Scale", "library_powers", "library_terms", "theta", "stlsq",
-           "SparseODE", "fit_ode", "FitReport", "DynamicsFit", "fit_dynamics", "FamilyPrediction",
+           "SparseODE", "check_settings", "fit_ode", "FitReport", "DynamicsFit", "fit_dynamics", "FamilyPrediction",
            "predict_family", "CrossValidation", "crossval", "PaperProtocol", "paper_protocol",
            "polynomial_prediction"]
 
@@ -142,11 +142,11 @@ def dynamics_data(frame: pd.DataFrame, benchmarks=None, families=None, *, duplic
                   min_models: int = 2) -> Trajectories:
     """Resolve the state's benchmarks and keep the families to model.
 
-    Models without a parameter count are left out (and listed). A selected family must have
-    every benchmark of the state at every size, distinct sizes (``duplicates="mean"``
-    averages the scores of models of equal size instead of refusing), and at least
-    ``min_models`` sizes; a family named in ``families`` that falls short is an error,
-    any other is left out with the reason.
+    Models without a parameter count are left out (and listed). Families with fewer than
+    ``min_models`` distinct sizes are set aside first (an error for a family named in
+    ``families``; any other is listed under ``excluded``). Each family kept must have every
+    benchmark of the state at every size and distinct sizes (``duplicates="mean"`` averages
+    the scores of models of equal size instead of refusing).
     """
     if not isinstance(frame, pd.DataFrame):
         raise DynamicsError("the dynamics take a panel DataFrame (see cape.load_panel)")
@@ -184,6 +184,18 @@ def dynamics_data(frame: pd.DataFrame, benchmarks=None, families=None, *, duplic
     out = pd.DataFrame({"model": df["model"], "family": df["family"], "params": df["params"]})
     for c in cols:
         out[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    # Families too short to model are set aside first, so that their data problems block nothing.
+    counts = out.groupby("family", sort=False)["params"].nunique()
+    short = [f for f in counts.index if counts[f] < min_models]
+    if short and wanted is not None:
+        f = short[0]
+        raise DynamicsError(f"{panel}: family {f} has {counts[f]} distinct size(s); a trajectory needs at "
+                            f"least {min_models}")
+    excluded += [{"family": f, "reason": f"{counts[f]} distinct size(s), fewer than {min_models}"} for f in short]
+    out = out[~out["family"].isin(short)]
+    if out.empty:
+        raise DynamicsError(f"{panel}: no family has {min_models} or more sizes with "
+                            f"{', '.join(cols)}")
     notes: list[str] = []
     for c in cols:
         miss = out[out[c].isna()]
@@ -192,8 +204,7 @@ def dynamics_data(frame: pd.DataFrame, benchmarks=None, families=None, *, duplic
             models = ", ".join(miss.loc[miss["family"] == fam, "model"])
             raise DynamicsError(
                 f"{panel}: family {fam} has no {c} score for {models}; the state needs every benchmark "
-                f"at every size", hint="choose --benchmarks that every model has, or leave that family "
-                                       "out with --family")
+                f"at every size", hint="choose benchmarks that every model has, or leave that family out")
     dup = out.duplicated(["family", "params"], keep=False)
     if dup.any():
         if duplicates == "error":
@@ -208,17 +219,6 @@ def dynamics_data(frame: pd.DataFrame, benchmarks=None, families=None, *, duplic
         agg = {c: "mean" for c in cols}
         agg["model"] = lambda s: "+".join(s)
         out = out.groupby(["family", "params"], as_index=False, sort=False).agg(agg)
-    counts = out["family"].value_counts()
-    short = [f for f in dict.fromkeys(out["family"]) if counts[f] < min_models]
-    if short and wanted is not None:
-        f = short[0]
-        raise DynamicsError(f"{panel}: family {f} has {counts[f]} size(s); a trajectory needs at least "
-                            f"{min_models}")
-    excluded += [{"family": f, "reason": f"{counts[f]} size(s), fewer than {min_models}"} for f in short]
-    out = out[~out["family"].isin(short)]
-    if out.empty:
-        raise DynamicsError(f"{panel}: no family has {min_models} or more sizes with "
-                            f"{', '.join(cols)}")
     out["x"] = np.log10(out["params"])
     out = out.sort_values(["family", "params"], kind="stable").reset_index(drop=True)
     out = out[["model", "family", "params", "x", *cols]]
@@ -471,6 +471,19 @@ class SparseODE:
             for i, b in enumerate(self.benchmarks))
 
 
+def check_settings(*, degree: int = DEFAULT_DEGREE, threshold: float = DEFAULT_THRESHOLD,
+                   alpha: float = DEFAULT_ALPHA, scale: str = "standard") -> None:
+    """Refuse settings no fit can use, before any data is touched."""
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 1:
+        raise DynamicsError(f"degree must be a whole number >= 1, not {degree!r}")
+    if not (isinstance(threshold, (int, float, np.number)) and math.isfinite(threshold) and threshold >= 0):
+        raise DynamicsError(f"threshold must be a number >= 0, not {threshold!r}")
+    if not (isinstance(alpha, (int, float, np.number)) and math.isfinite(alpha) and alpha >= 0):
+        raise DynamicsError(f"alpha must be a number >= 0, not {alpha!r}")
+    if scale not in SCALES:
+        raise DynamicsError(f"scale must be one of {', '.join(SCALES)}, not '{scale}'")
+
+
 def _check_determined(m: int, p: int, k: int, degree: int, what: str) -> None:
     if m <= p:
         kind = "exactly determined" if m == p else "under-determined"
@@ -491,10 +504,7 @@ def fit_ode(data: Trajectories, *, degree: int = DEFAULT_DEGREE, threshold: floa
     resampling). Refuses exactly or under-determined fits and a threshold that removes
     every term.
     """
-    if threshold < 0 or not math.isfinite(threshold):
-        raise DynamicsError(f"threshold must be a number >= 0, not {threshold}")
-    if alpha < 0:
-        raise DynamicsError(f"alpha must be >= 0, not {alpha}")
+    check_settings(degree=degree, threshold=threshold, alpha=alpha, scale=scale)
     what = what or f"fit on {', '.join(data.families())}"
     powers = library_powers(data.k, degree)
     m, p = data.n, powers.shape[0]
@@ -612,10 +622,10 @@ class DynamicsFit(Result):
                          f"active terms {act}; in-sample trajectory MAE {fmt_num(f.trajectory_mae)} points "
                          f"(integrated from each family's smallest model).")
             lines += ["  " + e for e in f.equations]
-            lines.append(f"  in points: " + " | ".join(f.equations_points))
+            lines.append("  in points: " + " | ".join(f.equations_points))
             lines += ["  note: " + n for n in f.notes]
         for r in self.refused:
-            lines.append(f"refused: {r['label']}: {r['reason']}")
+            lines.append(f"refused: {r['reason']}")
         lines += ["note: " + n for n in self.notes]
         return "\n".join(lines)
 
@@ -661,7 +671,8 @@ def default_thresholds(ode: SparseODE, data: Trajectories, n: int = 15) -> np.nd
 def threshold_sweep(ode: SparseODE, data: Trajectories, thresholds=None) -> pd.DataFrame:
     """Active terms against error for a range of thresholds (all fitted at once by
     :func:`stlsq`): derivative RMSE (points per decade, all equations) and the in-sample
-    trajectory MAE (points) of each family integrated from its smallest model."""
+    trajectory MAE (points) of each family integrated from its smallest model. The default
+    grid (:func:`default_thresholds`) ends at the first threshold that removes every term."""
     ths = default_thresholds(ode, data) if thresholds is None else np.asarray(thresholds, float)
     z = ode.scale.to_z(data.values())
     zdot = finite_differences(data) / ode.scale.sd
@@ -684,6 +695,8 @@ def threshold_sweep(ode: SparseODE, data: Trajectories, thresholds=None) -> pd.D
             if problems:
                 row["status"] = "; ".join(problems)
         rows.append(row)
+        if thresholds is None and not np.any(c):
+            break                      # the default grid stops at the first empty model
     return pd.DataFrame(rows)
 
 
@@ -718,6 +731,9 @@ def fit_dynamics(frame: pd.DataFrame, benchmarks=None, *, families=None, pool: b
     bagging intervals and inclusion probabilities (``n_ensemble`` resamples) and a threshold
     sweep. A per-family fit that is exactly or under-determined is listed under ``refused``;
     if every fit is refused, that is an error."""
+    check_settings(degree=degree, threshold=threshold, alpha=alpha, scale=scale)
+    if resample not in RESAMPLE:
+        raise DynamicsError(f"resample must be one of {', '.join(RESAMPLE)}, not '{resample}'")
     data = dynamics_data(frame, benchmarks, families, duplicates=duplicates)
     groups = [("pooled: " + ", ".join(data.families()), data)] if pool else \
         [(f, data.only([f])) for f in data.families()]
@@ -729,9 +745,9 @@ def fit_dynamics(frame: pd.DataFrame, benchmarks=None, *, families=None, pool: b
             if len(groups) == 1:
                 raise
             refused.append({"label": label, "reason": str(exc)})
-            continue
-        fits.append(_report(ode, sub, label, n_ensemble=n_ensemble, resample=resample, level=level,
-                            seed=None if seed is None else seed + i, sweep=sweep))
+        else:
+            fits.append(_report(ode, sub, label, n_ensemble=n_ensemble, resample=resample, level=level,
+                                seed=None if seed is None else seed + i, sweep=sweep))
         if progress:
             progress(i + 1, len(groups))
     if not fits:
@@ -799,11 +815,13 @@ def predict_family(frame: pd.DataFrame, family: str, benchmarks=None, *, train=N
     """Fit on ``train`` (default: every other family with two or more sizes), start at
     ``family``'s smallest model and integrate to its other sizes and to any extra
     ``sizes`` (parameter counts). The target family never enters the fit."""
-    data = dynamics_data(frame, benchmarks, duplicates=duplicates)
+    check_settings(degree=degree, threshold=threshold, alpha=alpha, scale=scale)
+    chosen = _parse_families(train)
+    data = dynamics_data(frame, benchmarks, None if chosen is None else [family, *chosen], duplicates=duplicates)
     if family not in data.families():
         raise DynamicsError(f"{data.panel} has no family '{family}' with two or more sizes "
                             f"(it has: {', '.join(data.families())})")
-    train_f = _parse_families(train) or [f for f in data.families() if f != family]
+    train_f = chosen or [f for f in data.families() if f != family]
     if family in train_f:
         raise DynamicsError(f"the target family {family} cannot be in the training families")
     missing = [f for f in train_f if f not in data.families()]
@@ -870,8 +888,10 @@ def _fold(train: Trajectories, family_train: Trajectories, start: tuple[float, n
     for name, kind, d in methods:
         try:
             if kind in ("sindy", "linear"):
-                ode = fit_ode(train, degree=d, threshold=threshold if kind == "sindy" else 0.0, alpha=alpha,
-                              scale=scale, what=f"fit on {len(train.families())} training families",
+                sizes = train.frame.groupby("family", sort=False)["x"].size()
+                ode_train = train.only([f for f in sizes.index if sizes[f] >= 2])
+                ode = fit_ode(ode_train, degree=d, threshold=threshold if kind == "sindy" else 0.0, alpha=alpha,
+                              scale=scale, what=f"fit on {len(ode_train.families())} training families",
                               use_pysindy=kind == "sindy")
                 pred, reason = ode.simulate(x0, b0, xs)
                 status = reason or "ok"
@@ -941,12 +961,15 @@ def crossval(frame: pd.DataFrame, benchmarks=None, *, families=None, schemes: Se
     Every fold refits everything (including the standardisation and the finite
     differences) on its training rows only, so no held-out score reaches a fit. Families
     with fewer than ``min_models`` sizes are left out. ``paper`` adds the preprint's
-    protocol (:func:`paper_protocol`); None adds it when the panel has its families.
+    protocol (:func:`paper_protocol`); None adds it when the panel has its families. The
+    protocol keeps its own families and state (Pythia + Llama-1 -> Llama-2, HellaSwag and
+    TruthfulQA) whatever ``families`` and ``benchmarks`` say; it shares the ODE settings.
     """
     schemes = [schemes] if isinstance(schemes, str) else list(schemes)
     bad = [s for s in schemes if s not in SCHEMES]
     if bad or not schemes:
         raise DynamicsError(f"schemes are {', '.join(SCHEMES)}, not '{', '.join(bad) or '(none)'}'")
+    check_settings(degree=degree, threshold=threshold, alpha=alpha, scale=scale)
     data = dynamics_data(frame, benchmarks, families, duplicates=duplicates, min_models=min_models)
     fams = data.families()
     if "family" in schemes and len(fams) < 2:
@@ -1089,6 +1112,7 @@ def paper_protocol(frame: pd.DataFrame, *, train: Sequence[str] = PAPER_TRAIN, t
     Llama-2 (METHODS.md section 8), in one table with the sparse ODE (state = ``state``)
     fitted on the same families and integrated from the held-out family's smallest model,
     a linear ODE, the polynomial anchored at that model, and the last observed value."""
+    check_settings(degree=degree, threshold=threshold, alpha=alpha, scale=scale)
     train = list(train)
     data = dynamics_data(frame, state, [*train, test])
     col = resolve_benchmark(frame, benchmark)
