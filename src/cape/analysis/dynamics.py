@@ -30,6 +30,7 @@ the sparse regression beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -395,7 +396,7 @@ class SparseODE:
         coef, powers, sd, center = self.coef, self.powers, self.scale.sd, self.scale.center
 
         def rhs(_t, z):
-            return coef @ np.prod(z[None, :] ** powers, axis=1)
+            return coef @ theta(z, powers)
 
         def escape(_t, z):
             return DIVERGENCE_LIMIT - np.max(np.abs(z * sd + center))
@@ -635,8 +636,6 @@ def _ensemble(ode: SparseODE, data: Trajectories, n_models: int, resample: str, 
     """Bagging: refit STLSQ on ``n_models`` resamples of the derivative samples (rows, or
     whole families) with the fit's own scale and threshold; inclusion probability and a
     percentile interval per coefficient (zeros included: a dropped term counts as 0)."""
-    if resample not in RESAMPLE:
-        raise DynamicsError(f"resample must be one of {', '.join(RESAMPLE)}, not '{resample}'")
     vals = data.values()
     z, zdot = ode.scale.to_z(vals), finite_differences(data) / ode.scale.sd
     th = theta(z, ode.powers)
@@ -688,8 +687,7 @@ def threshold_sweep(ode: SparseODE, data: Trajectories, thresholds=None) -> pd.D
         if not np.any(c):
             row["status"] = "every term removed"
         else:
-            trial = SparseODE(ode.benchmarks, ode.degree, float(t), ode.alpha, ode.scale, ode.powers, ode.terms,
-                              c, ode.families, ode.n_points, ode.rmse)
+            trial = dataclasses.replace(ode, threshold=float(t), coef=c, sindy=None)
             table, problems = _trajectory_table(trial, data)
             row["trajectory_mae"] = _mae(table)
             if problems:
