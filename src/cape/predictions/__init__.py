@@ -63,6 +63,7 @@ from ..analysis.frontier import FRONTIER_PAIR, Line, subset_mask
 from ..analysis.results import Result, fmt_num
 from ..benchmarks import try_resolve
 from ..errors import CapeError, InputError
+from ..yamlfile import load_yaml
 from ..units import date_range
 
 __all__ = ["FORMAT", "Prediction", "load_predictions", "builtin_predictions", "evaluate_predictions",
@@ -78,50 +79,6 @@ STATUSES = ("PASS", "FAIL", "UNDECIDED", "PENDING")
 
 
 # ------------------------------------------------------------------------------ loading
-def _loader():
-    """PyYAML's safe loader without implicit timestamps: dates stay text, so CAPE checks
-    them (and names the line of a bad one) instead of PyYAML failing without a location."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.yaml_implicit_resolvers = {
-        k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
-        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-    return Loader
-
-
-def _line_map(text: str) -> dict[tuple, int]:
-    """1-based line of every mapping key and sequence item, by path."""
-    import yaml
-
-    lines: dict[tuple, int] = {}
-
-    def walk(node, path):
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = k.value
-                lines[path + (key,)] = k.start_mark.line + 1
-                walk(v, path + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, path + (i,))
-
-    root = yaml.compose(text, Loader=_loader())
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _path_text(path: tuple) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 @dataclass
 class Condition:
     stat: str
@@ -283,33 +240,8 @@ def load_predictions(path: str | Path | None = None, *, text: str | None = None,
     """Read and check a prediction file (YAML or JSON). Errors name the file, the line and
     the field (``file.yaml:12, field 'predictions[1].pass.all[0]'``). Nothing is evaluated
     until the whole file is valid."""
-    import yaml
-
     label = name or (str(path) if path is not None else "<predictions>")
-    if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CapeError(f"cannot read prediction file {path}: {exc.strerror or exc}") from None
-    if text.lstrip().startswith(("{", "[")):
-        # JSON: a literal tab can only be whitespace between tokens (JSON strings escape
-        # theirs), and YAML refuses tabs there, so they become spaces.
-        text = text.replace("\t", " ")
-    try:
-        data = yaml.load(text, Loader=_loader())
-        lines = _line_map(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{label}:{mark.line + 1}" if mark else label
-        raise InputError(f"not valid YAML/JSON ({getattr(exc, 'problem', None) or exc})", file=where) from None
-
-    def err(path_, msg):
-        line = None
-        for cut in range(len(path_), -1, -1):
-            if path_[:cut] in lines:
-                line = lines[path_[:cut]]
-                break
-        return InputError(msg, file=f"{label}:{line}" if line else label, field=_path_text(path_) or None)
+    data, err = load_yaml(path, text=text, label=label, what="prediction file")
 
     if not isinstance(data, dict) or "predictions" not in data:
         raise err((), "a prediction file is a mapping with a 'predictions' list")
