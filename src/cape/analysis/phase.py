@@ -23,7 +23,7 @@ from .gamma import BONUS_ABOVE, DEFAULT_GUARD, TAX_BELOW, LocalCoupling, local_c
 from .nc import _quad_finish, _quad_terms, quadratic_coefficients
 from .results import Estimate, Result, fmt_num
 
-__all__ = ["Isocline", "fit_isocline", "ModelPhase", "phase_of_model", "N_NEAREST"]
+__all__ = ["Isocline", "fit_isocline", "ModelPhase", "phase_of_model", "curation_field", "N_NEAREST"]
 
 #: Models listed as the nearest neighbours of the one being placed.
 N_NEAREST = 5
@@ -126,6 +126,33 @@ class ModelPhase(Result):
         return self.explanation
 
 
+def _reference(pdat, reference_families) -> tuple[list[str], pd.DataFrame]:
+    """The reference families of h(D) (default: all) and their models."""
+    f = pdat.frame
+    ref = list(dict.fromkeys(f["family"])) if not reference_families else [r.strip() for r in reference_families]
+    unknown = sorted(set(ref) - set(f["family"]))
+    if unknown:
+        raise CapeError(f"reference families not in {pdat.panel}: {', '.join(unknown)}")
+    rf = f[f["family"].isin(ref)]
+    if rf["x"].nunique() < 3:
+        raise CapeError("the reference curve needs 3+ distinct sizes among the reference families")
+    return ref, rf
+
+
+def curation_field(frame: pd.DataFrame, reference_families: Sequence[str] | None = None,
+                   family: str | None = None, pair=None) -> pd.DataFrame:
+    """h(D) of every model of the panel (or of one family): its B2 score minus the quadratic
+    in log10 N fitted to the reference families (default: every family). Columns model,
+    family, params, b2, curve, h."""
+    pdat = pair_data(frame, pair)
+    _, rf = _reference(pdat, reference_families)
+    coef = quadratic_coefficients(rf["x"].to_numpy(), rf["b2"].to_numpy())
+    f = pdat.frame if family is None else pdat.frame[pdat.frame["family"] == family]
+    curve = coef[0] * f["x"] ** 2 + coef[1] * f["x"] + coef[2]
+    return pd.DataFrame({"model": f["model"], "family": f["family"], "params": f["params"], "b2": f["b2"],
+                         "curve": curve, "h": f["b2"] - curve}).reset_index(drop=True)
+
+
 def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2: float, *,
                    pair=None, family: str | None = None,
                    reference_families: Sequence[str] | None = None, isocline_k: float | None = None,
@@ -171,13 +198,7 @@ def phase_of_model(frame: pd.DataFrame, params: float, score_b1: float, score_b2
         notes.append("the best isocline puts every labelled model in one class: the rule has no "
                      "predictive value on this panel")
     # 3. curation field
-    ref = list(dict.fromkeys(f["family"])) if not reference_families else [r.strip() for r in reference_families]
-    unknown = sorted(set(ref) - set(f["family"]))
-    if unknown:
-        raise CapeError(f"reference families not in {pdat.panel}: {', '.join(unknown)}")
-    rf = f[f["family"].isin(ref)]
-    if rf["x"].nunique() < 3:
-        raise CapeError("the reference curve needs 3+ distinct sizes among the reference families")
+    ref, rf = _reference(pdat, reference_families)
     terms = _quad_terms(rf["x"].to_numpy(), rf["b2"].to_numpy())
     xm = float(rf["x"].mean())
     coef = quadratic_coefficients(rf["x"].to_numpy(), rf["b2"].to_numpy())

@@ -1,0 +1,350 @@
+"""The analyses the claims file can name. Each takes the shared :class:`Context` and the
+claim's ``args`` and returns a :class:`~cape.audit.Computation`; every number comes from
+the analysis layer (:mod:`cape.analysis`, :mod:`cape.predictions`), nothing is computed
+here but comparisons."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property, lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .. import api
+from ..analysis import coupling, eigen, gamma, nc, phase, width
+from ..analysis import dynamics as dyn
+from ..analysis import frontier as fr
+from ..analysis import saturation as sat
+from ..analysis.results import fmt_num
+from . import Computation, register
+
+
+class Context:
+    """Shared panels and results for one audit run (each computed at most once)."""
+
+    def __init__(self, seed: int | None = 0, n_resamples: int = 10_000):
+        self.seed = seed
+        self.n = n_resamples
+        self._cache: dict = {}
+
+    def get(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def panel(self, name: str, corrected: bool = False) -> pd.DataFrame:
+        return self.get(("panel", name, corrected), lambda: api.load_panel(name, corrected=corrected))
+
+    def coupling(self, panel: str):
+        return self.get(("coupling", panel), lambda: coupling.family_coupling(
+            self.panel(panel), n_permutations=self.n, n_bootstrap=self.n, seed=self.seed))
+
+    def nc(self, panel: str):
+        return self.get(("nc", panel), lambda: nc.critical_scale(self.panel(panel), n_resamples=self.n, seed=self.seed))
+
+    def fit(self, corrected: bool = False):
+        return self.get(("fit", corrected), lambda: fr.population_fit(
+            self.panel("paper-frontier", corrected), n_permutations=self.n, n_bootstrap=self.n, seed=self.seed))
+
+    def labs(self, corrected: bool = False):
+        return self.get(("labs", corrected), lambda: fr.labs(
+            self.panel("paper-frontier", corrected), n_resamples=self.n, seed=self.seed))
+
+    def lab_dynamics(self, corrected: bool = False):
+        return self.get(("dyn", corrected), lambda: fr.lab_dynamics(self.panel("paper-frontier", corrected)))
+
+
+def _f(v, d: int = 4) -> str:
+    return fmt_num(v, d)
+
+
+def _ci(e) -> str:
+    if e.ci is None or not all(c is not None and math.isfinite(c) for c in e.ci):
+        return ""
+    return f" [{_f(e.ci[0], 3)}, {_f(e.ci[1], 3)}]"
+
+
+@register("not_computable")
+def not_computable(ctx, *, reason: str) -> Computation:
+    return Computation(status="not computable", text=reason)
+
+
+@register("steering")
+def steering(ctx, *, command: str, results: str | None = None) -> Computation:
+    """Steering claims read saved steering-evaluation results; none exist yet."""
+    return Computation(status="not computed yet", text=f"no saved steering results; compute them with `{command}`")
+
+
+@register("family_pearson")
+def family_pearson(ctx, *, panel: str, family: str) -> Computation:
+    t = ctx.coupling(panel).table
+    row = t[t["family"] == family]
+    if row.empty:
+        return Computation(status="not computable", text=f"{panel} has no family {family} with both scores")
+    r = row.iloc[0]
+    text = (f"r = {_f(r['r'])} (n = {int(r['n'])} models), parametric p = {_f(r['p_parametric'], 2)}, "
+            f"{r['p_method']} permutation p = {_f(r['p_perm'], 2)} (floor {_f(r['p_floor'], 2)})")
+    agrees = bool(r["ci_high"] < 0 or r["ci_low"] > 0) and r["p_perm"] < 0.05
+    sound = (f"BCa CI [{_f(r['ci_low'], 3)}, {_f(r['ci_high'], 3)}], exact permutation p {_f(r['p_perm'], 2)}; "
+             f"a p below the floor {_f(r['p_floor'], 2)} cannot come from a permutation test on these data")
+    return Computation({"r": float(r["r"]), "p_perm": float(r["p_perm"])}, text=text, sound=sound,
+                       sound_agrees=agrees)
+
+
+@register("critical_scale")
+def critical_scale(ctx, *, panel: str) -> Computation:
+    res = ctx.nc(panel)
+    p, fb, rc = res.paper, res.family_bootstrap, res.running
+    text = f"paper protocol N_c = {_f(p.value, 3)}{_ci(p)} ({p.n} {p.unit}s, {p.discarded or 0} resamples discarded)"
+    lo, hi = (p.ci or (math.nan, math.nan))
+    parts = [f"family bootstrap{_ci(fb)}"]
+    agrees = True
+    if rc is not None and rc.defined:
+        inside = lo <= rc.value <= hi
+        agrees = agrees and inside
+        parts.append(f"running-coupling zero {_f(rc.value, 3)} ({'inside' if inside else 'outside'} the paper CI)")
+    crossing = res.per_family["sign_changes"].gt(0).sum() if "sign_changes" in res.per_family else 0
+    parts.append(f"{crossing} of {len(res.per_family)} families change sign in their own range")
+    return Computation({"nc": float(p.value), "ci_low": float(lo), "ci_high": float(hi)}, text=text,
+                       sound="; ".join(parts), sound_agrees=agrees)
+
+
+@register("running_coupling")
+def running(ctx, *, panel: str) -> Computation:
+    rc = ctx.get(("running", panel), lambda: gamma.running_coupling(ctx.panel(panel), n_resamples=ctx.n,
+                                                                      seed=ctx.seed))
+    text = (f"gamma(N) = {_f(rc.A.value, 3)} log10 N {rc.B.value:+.3f} on {panel} ({rc.n_intervals} intervals, "
+            f"{rc.n_families} families, R^2 = {rc.r_squared:.3f})")
+    sound = f"slope CI{_ci(rc.A)} resampling {rc.resampling}; zero crossing {_f(rc.crossing.value, 3)}{_ci(rc.crossing)}"
+    return Computation({"slope": float(rc.A.value), "intercept": float(rc.B.value)}, text=text, sound=sound)
+
+
+@register("family_sign_changes")
+def family_sign_changes(ctx, *, panel: str, nc_panel: str) -> Computation:
+    """Families of ``panel`` whose interval midpoints span the paper-protocol N_c of
+    ``nc_panel``: the claim holds when most of them change sign (tax to bonus) in range."""
+    n_c = ctx.nc(nc_panel).paper.value
+    pf = ctx.get(("crossings", panel), lambda: nc.family_crossings(gamma.local_coupling(ctx.panel(panel))))
+    spans = pf[(pf["params_min"] <= n_c) & (pf["params_max"] >= n_c)]
+    up = [f for f, g, lo_, hi_ in zip(spans["family"], spans["crossings"], spans["gamma_min"], spans["gamma_max"])
+          if len(g) and lo_ < 0 < hi_]
+    holds = len(spans) > 0 and len(up) * 2 > len(spans)
+    text = (f"{len(up)} of {len(spans)} families of {panel} whose interval sizes span N_c = {_f(n_c, 3)} "
+            f"change sign in range ({', '.join(up) or 'none'}); "
+            + "; ".join(f"{r.family}: {r.verdict}" for r in spans.itertuples()))
+    return Computation(holds=holds, text=text)
+
+
+@register("families_below")
+def families_below(ctx, *, panel: str, families: list, threshold: float, replication: str | None = None) -> Computation:
+    t = ctx.coupling(panel).table.set_index("family")
+    got = {f: (float(t.loc[f, "r"]) if f in t.index else math.nan) for f in families}
+    missing = [f for f, v in got.items() if not math.isfinite(v)]
+    if missing:
+        return Computation(status="not computable", text=f"{panel} has no {', '.join(missing)}")
+    holds = all(v < threshold for v in got.values())
+    text = "; ".join(f"{f} r = {_f(v, 3)} (q = {_f(t.loc[f, 'q_fdr'], 2)})" for f, v in got.items())
+    comp = Computation(holds=holds, text=text)
+    if replication:
+        rt = ctx.coupling(replication).table.set_index("family")
+        rep = {f: float(rt.loc[f, "r"]) for f in families if f in rt.index}
+        comp.sound = f"on {replication}: " + "; ".join(f"{f} r = {_f(v, 3)}" for f, v in rep.items())
+        comp.sound_agrees = bool(rep) and all(v < threshold for v in rep.values())
+    return comp
+
+
+@register("family_crossings")
+def family_crossings(ctx, *, panel: str, families: list) -> Computation:
+    pf = ctx.nc(panel).per_family.set_index("family") if panel == "paper-nc" else \
+        ctx.get(("crossings", panel), lambda: nc.family_crossings(gamma.local_coupling(ctx.panel(panel)))).set_index("family")
+    vals = {}
+    for f in families:
+        if f in pf.index:
+            c = pf.loc[f, "fit_crossing"]
+            vals[f] = float(c) if c == c else math.nan
+    text = "own-fit gamma zero crossings: " + "; ".join(f"{f} {_f(v, 3)}" for f, v in vals.items())
+    finite = [v for v in vals.values() if math.isfinite(v) and v > 0]
+    sound = (f"{len(finite)} of {len(families)} families have a crossing; in range: "
+             + ", ".join(f for f in vals if f in pf.index and bool(pf.loc[f, "fit_in_range"])))
+    return Computation({f: v for f, v in vals.items()}, text=text, sound=sound,
+                       sound_agrees=len(finite) == len(families))
+
+
+@register("curation_field")
+def curation_field(ctx, *, panel: str, family: str, reference: list) -> Computation:
+    """h(D) = TQA - the quadratic in log10 N of the reference families (phase.py's field)."""
+    frame = ctx.panel(panel)
+    h = ctx.get(("hD", panel, family, tuple(reference)), lambda: phase.curation_field(frame, reference, family))
+    if h.empty:
+        return Computation(status="not computable", text=f"{panel} has no {family} models with sizes")
+    text = f"{family} h(D) " + ", ".join(f"{m} {v:+.1f}" for m, v in zip(h["model"], h["h"])) + \
+        f" against the quadratic of {', '.join(reference)}"
+    return Computation({"min": float(h["h"].min()), "max": float(h["h"].max())}, text=text)
+
+
+@register("width_normalization")
+def width_norm(ctx, *, panel: str) -> Computation:
+    w = ctx.get(("width", panel), lambda: width.width_normalization(ctx.panel(panel), n_null=ctx.n, seed=ctx.seed))
+    text = f"r {w.r_raw:+.3f} -> {w.r_normalised:+.3f} after dividing by d_model/512 (n = {w.n})"
+    lo, hi = w.null_interval
+    inside = lo <= w.r_normalised <= hi
+    sound = (f"unrelated scores divided the same way give r {w.null_mean:+.2f} on average "
+             f"({int(w.level * 100)}% of the null in [{lo:+.2f}, {hi:+.2f}]; P(null >= observed) = {_f(w.p_at_least, 2)})")
+    return Computation({"r_raw": w.r_raw, "r_normalised": w.r_normalised}, text=text, sound=sound,
+                       sound_agrees=not inside)
+
+
+@register("d_eff")
+def d_eff(ctx, *, base: str, frontier: str, matrix: str = "correlation") -> Computation:
+    vals, parts, sound = {}, [], []
+    for key, panel, kw in (("tax", base, {"phase": "tax"}), ("bonus", base, {"phase": "bonus"}),
+                           ("frontier", frontier, {})):
+        e = ctx.get(("eig", panel, key), lambda p=panel, k=kw: eigen.eigenstructure(
+            ctx.panel(p), matrix=matrix, n_resamples=ctx.n, seed=ctx.seed, **k))
+        vals[key] = float(e.d_eff.value)
+        parts.append(f"{key} {e.d_eff.value:.3f}{_ci(e.d_eff)} (n = {e.n_models}, {len(e.benchmarks)} benchmarks)")
+    return Computation(vals, text="d_eff (participation ratio, " + matrix + "): " + "; ".join(parts))
+
+
+@register("isocline")
+def isocline(ctx, *, panel: str) -> Computation:
+    iso = ctx.get(("iso", panel), lambda: phase.fit_isocline(ctx.panel(panel)))
+    text = f"fitted k = {iso.k:.3f}, in-sample accuracy {iso.accuracy:.2f} on {iso.n} labelled models"
+    sound = f"leave-one-family-out accuracy {iso.accuracy_lofo:.2f} ({iso.n_families} families)"
+    return Computation({"k": iso.k, "accuracy": iso.accuracy}, text=text, sound=sound,
+                       sound_agrees=iso.accuracy_lofo >= iso.accuracy - 0.05)
+
+
+@register("interval_gamma")
+def interval_gamma(ctx, *, panel: str, family: str) -> Computation:
+    lc = ctx.get(("local", panel), lambda: gamma.local_coupling(ctx.panel(panel)))
+    iv = lc.intervals[lc.intervals["family"] == family]
+    if iv.empty:
+        dropped = lc.dropped[lc.dropped["family"] == family] if "family" in lc.dropped else lc.dropped.iloc[0:0]
+        why = f" ({len(dropped)} interval(s) below the guard)" if len(dropped) else ""
+        return Computation(status="not computable", text=f"{panel} has no {family} interval{why}")
+    g = iv.iloc[0]
+    text = (f"{g['model_lo']} -> {g['model_hi']}: gamma = {g['gamma']:+.3f} "
+            f"(dB1 {g['d_b1']:+.1f}, dB2 {g['d_b2']:+.1f} points; {g['phase']})")
+    return Computation({"gamma": float(g["gamma"])}, text=text,
+                       sound="one interval of two models: no uncertainty can be given from the panel")
+
+
+@register("dynamics_protocol")
+def dynamics_protocol(ctx, *, panel: str) -> Computation:
+    pp = ctx.get(("pp", panel), lambda: dyn.paper_protocol(ctx.panel(panel)))
+    t = pp.table
+    poly, ode = t.iloc[0], t.iloc[1]
+    text = (f"degree-{pp.degree} polynomial, {' + '.join(pp.train)} ({pp.n_train} models) -> {pp.test}: "
+            f"MAPE {pp.paper_mape:.2f}% over {len(pp.models)} models")
+    sound = (f"on {', '.join(pp.models[1:])}: polynomial {poly['mape_common']:.2f}%, sparse ODE "
+             f"{ode['mape_common']:.2f}% ({ode['method']}); see `cape dynamics crossval`")
+    return Computation({"mape": pp.paper_mape}, text=text, sound=sound,
+                       sound_agrees=bool(ode["mape_common"] <= poly["mape_common"]))
+
+
+@register("frontier_fit")
+def frontier_fit(ctx) -> Computation:
+    f, c = ctx.fit(), ctx.fit(corrected=True)
+    text = (f"GPQA = {f.slope.value:.4f} SWE + {f.intercept.value:.2f}, r = {f.r.value:.4f}, "
+            f"p = {_f(f.p_parametric, 2)}, n = {f.n}, {f.n_labs} labs")
+    lab = f.r_by_lab
+    agrees = lab.ci is not None and lab.ci[0] > 0
+    sound = (f"r CI over models{_ci(f.r)}, over labs{_ci(lab)}; corrected data r = {c.r.value:.3f}, "
+             f"slope {c.slope.value:.3f}")
+    return Computation({"r": f.r.value, "slope": f.slope.value, "intercept": f.intercept.value, "n": float(f.n)},
+                       text=text, sound=sound, sound_agrees=agrees)
+
+
+@register("lab_slopes")
+def lab_slopes(ctx, *, labs: list) -> Computation:
+    L, C = ctx.labs(), ctx.labs(corrected=True)
+    t = L.table.set_index("lab")
+    vals = {lab: float(t.loc[lab, "slope"]) for lab in labs if lab in t.index}
+    vals["ratio"] = float(L.slope_ratio.value)
+    text = "; ".join(f"{k} {v:.3f}" for k, v in vals.items() if k != "ratio") + \
+        f"; largest/smallest {L.slope_ratio.value:.2f}{_ci(L.slope_ratio)}"
+    lo, hi = L.slope_ratio.ci or (math.nan, math.nan)
+    inside = lo <= C.slope_ratio.value <= hi
+    sound = (f"corrected data: largest/smallest {C.slope_ratio.value:.2f}{_ci(C.slope_ratio)}, "
+             f"{'inside' if inside else 'outside'} the published data's interval")
+    return Computation(vals, text=text, sound=sound, sound_agrees=bool(inside))
+
+
+@register("lab_correlations")
+def lab_correlations(ctx, *, min_models: int, threshold: float) -> Computation:
+    t = ctx.labs().table
+    big = t[t["n"] >= min_models]
+    holds = bool(len(big)) and bool((big["r"] > threshold).all())
+    text = "; ".join(f"{r.lab} r = {r.r:.3f} (n = {r.n})" for r in big.itertuples())
+    sound = "; ".join(f"{r.lab} CI [{r.r_low:.2f}, {r.r_high:.2f}]" for r in big.itertuples())
+    return Computation(holds=holds, text=text, sound="Fisher-z intervals: " + sound,
+                       sound_agrees=bool((big["r_low"] > threshold).all()))
+
+
+@register("lab_swing")
+def lab_swing(ctx, *, lab: str) -> Computation:
+    def row(corrected):
+        t = ctx.lab_dynamics(corrected).labs
+        t = t[t["lab"] == lab]
+        return None if t.empty else t.iloc[0]
+    r, c = row(False), row(True)
+    if r is None:
+        return Computation(status="not computable", text=f"no dated releases of {lab}")
+    text = f"{lab} h {r['h_first']:+.2f} ({r['first']}) -> {r['h_last']:+.2f} ({r['last']}), swing {r['swing']:+.2f}"
+    sound = f"corrected data: swing {c['swing']:+.2f}" if c is not None else "no corrected data"
+    return Computation({"first": r["h_first"], "last": r["h_last"], "swing": r["swing"]}, text=text, sound=sound,
+                       sound_agrees=c is not None and abs(c["swing"]) > fr.JUMP)
+
+
+@register("lab_mean_h")
+def lab_mean_h(ctx, *, labs: list) -> Computation:
+    t = ctx.labs().table.set_index("lab")
+    vals = {lab: float(t.loc[lab, "mean_h_core"]) for lab in labs if lab in t.index}
+    text = "core mean h: " + "; ".join(f"{k} {v:+.2f}" for k, v in vals.items())
+    sig = [lab for lab in vals if t.loc[lab, "mean_h_low"] > 0 or t.loc[lab, "mean_h_high"] < 0]
+    sound = (f"t intervals of mean h (all models) exclude 0 for {len(sig)} of {len(vals)} labs"
+             + (f" ({', '.join(sig)})" if sig else ""))
+    return Computation(vals, text=text, sound=sound, sound_agrees=len(sig) == len(vals))
+
+
+@register("leave_one_lab_out")
+def leave_one_lab_out(ctx) -> Computation:
+    L, C = ctx.labs(), ctx.labs(corrected=True)
+    text = f"mean over labs {L.lolo_mae.value:.2f} (n = {L.lolo_mae.n} labs)"
+    sound = f"pooled over models {L.lolo_mae_pooled.value:.2f}; corrected data {C.lolo_mae.value:.2f}"
+    return Computation({"mae": L.lolo_mae.value}, text=text, sound=sound)
+
+
+@register("post_cutoff")
+def post_cutoff(ctx) -> Computation:
+    f = ctx.fit()
+    nr = f.new_releases
+    text = (f"{int(nr['inside_paper'].sum())} of {len(nr)} inside the paper's +-{f.paper_halfwidth:.2f} "
+            f"(1.96 x residual SD, n denominator)")
+    sound = f"{int(nr['inside'].sum())} of {len(nr)} inside the proper 95% prediction interval (t, leverage)"
+    return Computation({"inside": float(nr["inside_paper"].sum()), "n": float(len(nr)),
+                        "halfwidth": f.paper_halfwidth}, text=text, sound=sound,
+                       sound_agrees=bool(nr["inside"].all()))
+
+
+@register("saturation_sigma")
+def saturation_sigma(ctx, *, subset: str = "published", top_k: int = 5) -> Computation:
+    s = ctx.get(("sat", subset, top_k), lambda: sat.saturation(ctx.panel("paper-frontier"), subset=subset,
+                                                               top_k=top_k, n_resamples=ctx.n, seed=ctx.seed))
+    text = f"sigma = {s.sigma.value:.3f}{_ci(s.sigma)} (top {top_k}, {subset})"
+    within = s.table[s.table["within_noise"]]["benchmark"].tolist()
+    sound = (f"spreads within the binomial noise floor: {', '.join(within) or 'none'}; {s.recommendation}")
+    return Computation({"sigma": s.sigma.value}, text=text, sound=sound, sound_agrees=not within)
+
+
+@register("prediction")
+def prediction(ctx, *, id: str) -> Computation:
+    from ..predictions import evaluate_predictions
+
+    rep = ctx.get(("pred",), lambda: evaluate_predictions(ctx.panel("paper-frontier")))
+    st = next((p for p in rep.predictions if p.id == id), None)
+    if st is None:
+        return Computation(status="not computable", text=f"no prediction {id}")
+    return Computation(status=st.status.lower(), text=f"{st.status} as of {rep.as_of}: {st.reason}")

@@ -1,0 +1,62 @@
+"""``cape audit``: every claim of the two preprints recomputed from data, with a verdict.
+
+This command only presents: every number comes from :mod:`cape.audit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .audit import load_claims, run_audit
+from .cli import JsonOpt, ResOpt, SeedOpt, _emit, _progress, app, out
+from .errors import CapeError
+from .stats import DEFAULT_BOOTSTRAP
+
+_STYLE = {"reproduced": "green", "reproduced but fragile": "yellow", "not reproduced": "red",
+          "not computable": "dim", "not computed yet": "dim"}
+
+
+@app.command("audit")
+def audit_cmd(
+    claims: Annotated[Optional[Path], typer.Option(
+        "--claims", help="A claims file (cape-claims/1 YAML) instead of the built-in one.")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated claim ids (e.g. A1,B1).")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the audit as a Markdown table.")] = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Also write the Markdown table to this file.")] = None,
+    resamples: ResOpt = DEFAULT_BOOTSTRAP,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit the preprints' claims: one row per claim (A1-A18, B1-B9 and paper B's seven
+    predictions) with the published figure, CAPE's recomputation by the preprint's protocol,
+    the sound variant (family resampling, exact tests, corrected data, null models,
+    out-of-sample scores) and a verdict: reproduced, reproduced but fragile, not reproduced,
+    not computable (or a prediction's status), with the reason in numbers."""
+    rows = load_claims(claims) if claims is not None else None
+    with _progress("claims", as_json or markdown) as tick:
+        res = run_audit(rows, seed=seed, n_resamples=resamples,
+                        only=[s for s in only.split(",") if s.strip()] if only else None, progress=tick)
+    if output is not None:
+        try:
+            output.write_text(res.to_markdown() + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise CapeError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if _emit(res, as_json, command="audit"):
+        return
+    if markdown:
+        out.print(res.to_markdown(), highlight=False, markup=False, soft_wrap=True)
+        return
+    t = Table(title=f"Claims audit ({res.n_resamples:,} resamples, seed {res.seed})", show_lines=True)
+    for c, w in (("id", 6), ("claim", 28), ("published", 22), ("CAPE (paper protocol)", 34), ("verdict", 12),
+                 ("reason", 48)):
+        t.add_column(c, overflow="fold", max_width=w)
+    for r in res.table.to_dict("records"):
+        style = _STYLE.get(r["verdict"], "cyan")
+        t.add_row(r["id"], r["claim"], r["published"], r["paper"], f"[{style}]{r['verdict']}[/]", r["reason"])
+    out.print(t)
+    out.print(res.summary(), highlight=False)
