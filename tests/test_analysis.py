@@ -665,3 +665,20 @@ def test_running_coupling_keeps_flat_slope_resamples():
     assert rc.A.ci[1] == pytest.approx(0.0, abs=1e-12)
     assert rc.A.ci[0] < rc.A.ci[1]
     assert rc.crossing.discarded > rc.A.discarded
+
+
+def test_family_crossings_flat_families():
+    # equal interval couplings: a slope of rounding size must not give a crossing (it used
+    # to overflow), and a family whose couplings are all 0 is not "always tax-signed"
+    from cape.analysis.gamma import LocalCoupling
+    from cape.analysis.nc import family_crossings
+
+    rows = []
+    for fam, g in (("Flat", 0.3), ("Zero", 0.0)):
+        for i, x in enumerate((8.0, 8.7, 9.3, 10.1)):
+            rows.append({"family": fam, "gamma": g, "x_mid": x, "params_mid": 10 ** x})
+    lc = LocalCoupling.__new__(LocalCoupling)
+    lc.intervals = pd.DataFrame(rows)
+    t = family_crossings(lc).set_index("family")
+    assert np.isnan(t.loc["Flat", "fit_crossing"]) and t.loc["Flat", "verdict"] == "none in range (always bonus-signed)"
+    assert t.loc["Zero", "verdict"] == "none in range (no sign: every coupling is 0)"

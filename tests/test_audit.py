@@ -135,7 +135,9 @@ def test_audit_is_reproducible_with_a_seed():
 
 def test_markdown_table(audit):
     md = audit.to_markdown().splitlines()
-    assert md[0].startswith("| id | claim | published |") and len(md) == 2 + len(audit.table)
+    rows = [ln for ln in md if ln.startswith("| ")]
+    assert md[0].startswith("| id | claim | published |") and len(rows) == 1 + len(audit.table)
+    assert all(ln.startswith("|") for ln in md[:2 + len(audit.table)])
     assert md[2].startswith("| A1 |") and md[2].count("|") == 8
 
 
@@ -235,3 +237,16 @@ def test_cli_audit_bad_input(tmp_path):
         p = run_cli("audit", *args)
         assert p.returncode == 2 and p.stderr.startswith("error:") and word in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_replication_section(audit):
+    rep = audit.replication
+    assert rep is not None and rep.panel == "openllm-v1-base"
+    assert rep.verdict in ("holds", "does not hold", "undetermined")
+    assert f"the phase picture {rep.verdict}" in audit.summary()
+    md = audit.to_markdown()
+    assert "## Independent replication (openllm-v1-base)" in md and rep.summary().splitlines()[0] in md
+    # split at the preprint's N_c, taken from the claims data (A2's published value), not typed in code
+    a2 = next(c for c in builtin_claims() if c.id == "A2")
+    assert any(abs(v - a2.values["nc"]) < 1 for v in rep.phase["n_c"]), rep.phase["n_c"].tolist()
+    assert run_audit(only=["A1"], n_resamples=200, replication=None).replication is None

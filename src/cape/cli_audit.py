@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .audit import load_claims, run_audit
+from .audit import REPLICATION_PANEL, load_claims, run_audit
 from .cli import JsonOpt, ResOpt, SeedOpt, _emit, _progress, app, out
 from .errors import CapeError
 from .stats import DEFAULT_BOOTSTRAP
@@ -28,6 +28,10 @@ def audit_cmd(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the audit as a Markdown table.")] = False,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Also write the Markdown table to this file.")] = None,
+    replication: Annotated[bool, typer.Option(
+        "--replication/--no-replication", help="Add the independent replication on openllm-v1-base (within-family "
+                                               "couplings with FDR, sign changes, N_c by estimator, h(D), the "
+                                               "phase picture).")] = True,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
@@ -40,7 +44,8 @@ def audit_cmd(
     rows = load_claims(claims) if claims is not None else None
     with _progress("claims", as_json or markdown) as tick:
         res = run_audit(rows, seed=seed, n_resamples=resamples,
-                        only=[s for s in only.split(",") if s.strip()] if only else None, progress=tick)
+                        only=[s for s in only.split(",") if s.strip()] if only else None,
+                        replication=REPLICATION_PANEL if replication else None, progress=tick)
     if output is not None:
         try:
             output.write_text(res.to_markdown() + "\n", encoding="utf-8")
@@ -59,4 +64,7 @@ def audit_cmd(
         style = _STYLE.get(r["verdict"], "cyan")
         t.add_row(r["id"], r["claim"], r["published"], r["paper"], f"[{style}]{r['verdict']}[/]", r["reason"])
     out.print(t)
+    if res.replication is not None:
+        out.print(f"\nIndependent replication ({res.replication.panel})", style="bold")
+        out.print(res.replication.summary(), highlight=False, markup=False)
     out.print(res.summary(), highlight=False)

@@ -15,6 +15,7 @@ from .eigen import Eigenstructure, eigenstructure, participation_ratio
 from .gamma import LocalCoupling, RunningCoupling, local_coupling, phase_label, running_coupling
 from .nc import CriticalScale, QuadraticVertex, critical_scale, family_crossings, quadratic_vertex
 from .phase import Isocline, ModelPhase, fit_isocline, phase_of_model
+from .replication import Replication, replication
 from .results import Estimate, Result
 from .width import WidthNormalization, width_normalization
 
@@ -24,5 +25,5 @@ __all__ = [
     "RunningCoupling", "running_coupling", "CriticalScale", "critical_scale", "QuadraticVertex",
     "quadratic_vertex", "family_crossings", "Isocline", "fit_isocline", "ModelPhase",
     "phase_of_model", "WidthNormalization", "width_normalization", "Eigenstructure",
-    "eigenstructure", "participation_ratio",
+    "eigenstructure", "participation_ratio", "Replication", "replication",
 ]

@@ -165,7 +165,8 @@ def family_crossings(lc: LocalCoupling) -> pd.DataFrame:
         fit_x, in_range = float("nan"), False
         if len(sub) >= 3 and np.ptp(xm) > 0:
             a, b = np.polyfit(xm, g, 1)
-            if a != 0:
+            # a flat line (equal gammas give a slope of rounding size) has no zero crossing
+            if abs(a) * np.ptp(xm) > 1e-9 * max(1.0, float(np.abs(g).max())):
                 fit_x = float(-b / a)
                 in_range = bool(xm.min() <= fit_x <= xm.max())
         if len(sub) < 2:
@@ -173,13 +174,14 @@ def family_crossings(lc: LocalCoupling) -> pd.DataFrame:
         elif cross:
             verdict = "changes sign in range at " + ", ".join(fmt_num(c) for c in cross)
         else:
-            verdict = "none in range (" + ("always tax-signed" if (gs < 0).all() else
+            verdict = "none in range (" + ("no sign: every coupling is 0" if gs.size == 0 else
+                                           "always tax-signed" if (gs < 0).all() else
                                            "always bonus-signed" if (gs > 0).all() else "no sign") + ")"
         rows.append({"family": fam, "n_intervals": len(sub),
                      "params_min": float(sub["params_mid"].min()), "params_max": float(sub["params_mid"].max()),
                      "gamma_min": float(g.min()), "gamma_max": float(g.max()),
                      "sign_changes": len(cross), "crossings": cross,
-                     "fit_crossing": float(10 ** fit_x) if np.isfinite(fit_x) else float("nan"),
+                     "fit_crossing": float(10 ** fit_x) if np.isfinite(fit_x) and abs(fit_x) < 300 else float("nan"),
                      "fit_in_range": in_range, "verdict": verdict})
     return pd.DataFrame(rows, columns=["family", "n_intervals", "params_min", "params_max", "gamma_min",
                                        "gamma_max", "sign_changes", "crossings", "fit_crossing",

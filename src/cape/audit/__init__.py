@@ -30,7 +30,7 @@ from ..errors import CapeError
 from ..yamlfile import load_yaml
 
 __all__ = ["FORMAT", "VERDICTS", "Claim", "Computation", "load_claims", "builtin_claims", "verdict",
-           "AuditResult", "run_audit", "ANALYSES", "register"]
+           "AuditResult", "run_audit", "ANALYSES", "register", "REPLICATION_PANEL"]
 
 FORMAT = "cape-claims/1"
 VERDICTS = ("reproduced", "reproduced but fragile", "not reproduced", "not computable", "not computed yet")
@@ -225,7 +225,11 @@ class AuditResult(Result):
 
     def summary(self) -> str:
         parts = ", ".join(f"{n} {v}" for v, n in self.counts.items() if n)
-        return f"Audit of {len(self.table)} claims: {parts}."
+        text = f"Audit of {len(self.table)} claims: {parts}."
+        if self.replication is not None:
+            text += (f" Independent replication on {self.replication.panel}: the phase picture "
+                     f"{self.replication.verdict}.")
+        return text
 
     def to_markdown(self) -> str:
         cols = ["id", "claim", "published", "paper", "sound", "verdict", "reason"]
@@ -234,12 +238,25 @@ class AuditResult(Result):
                  "|---|---|---|---|---|---|---|"]
         for r in self.table[cols].itertuples(index=False):
             lines.append("| " + " | ".join(esc(v) for v in r) + " |")
+        if self.replication is not None:
+            lines += ["", f"## Independent replication ({self.replication.panel})", "", "```",
+                      self.replication.summary(), "```"]
         return "\n".join(lines)
 
 
+#: The independent panel the replication section runs on (one harness, 148 base models).
+REPLICATION_PANEL = "openllm-v1-base"
+
+
 def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resamples: int = DEFAULT_BOOTSTRAP,
-              only: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> AuditResult:
-    """Run every claim's analysis (sharing one cache of panels and results) and judge it."""
+              only: list[str] | None = None, replication: str | None = REPLICATION_PANEL,
+              progress: Callable[[int, int], None] | None = None) -> AuditResult:
+    """Run every claim's analysis (sharing one cache of panels and results) and judge it.
+
+    ``replication`` names the panel of the independent-replication section
+    (:func:`cape.analysis.replication.replication`), split at the panel's own N_c and at
+    the preprint's (the published value of the claim whose analysis is ``critical_scale``);
+    None leaves the section out."""
     from .analyses import Context
 
     t0 = time.perf_counter()
@@ -265,7 +282,14 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
             progress(i + 1, len(claims))
     table = pd.DataFrame(rows, columns=["id", "source", "claim", "published", "paper", "sound", "verdict",
                                         "reason", "values", "analysis"])
+    rep = None
+    if replication:
+        from ..analysis.replication import replication as _replication
+
+        published_nc = [c.values["nc"] for c in claims if c.analysis == "critical_scale" and "nc" in c.values]
+        rep = ctx.get(("replication", replication), lambda: _replication(
+            ctx.panel(replication), n_c=published_nc or None, n_resamples=n_resamples, seed=seed))
     counts = {v: int((table["verdict"] == v).sum()) for v in VERDICTS}
     for v in sorted(set(table["verdict"]) - set(VERDICTS)):
         counts[v] = int((table["verdict"] == v).sum())
-    return AuditResult(table, counts, seed, n_resamples, time.perf_counter() - t0)
+    return AuditResult(table, counts, seed, n_resamples, time.perf_counter() - t0, rep)

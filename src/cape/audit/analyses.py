@@ -6,9 +6,6 @@ here but comparisons."""
 from __future__ import annotations
 
 import math
-from functools import cached_property, lru_cache
-
-import numpy as np
 import pandas as pd
 
 from .. import api
@@ -197,7 +194,7 @@ def width_norm(ctx, *, panel: str) -> Computation:
 
 @register("d_eff")
 def d_eff(ctx, *, base: str, frontier: str, matrix: str = "correlation") -> Computation:
-    vals, parts, sound = {}, [], []
+    vals, parts = {}, []
     for key, panel, kw in (("tax", base, {"phase": "tax"}), ("bonus", base, {"phase": "bonus"}),
                            ("frontier", frontier, {})):
         e = ctx.get(("eig", panel, key), lambda p=panel, k=kw: eigen.eigenstructure(
