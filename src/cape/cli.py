@@ -331,6 +331,7 @@ def flags(as_json: JsonOpt = False) -> None:
 from . import cli_analysis  # noqa: E402,F401  (registers coupling, gamma, nc, phase, width, eigen)
 from . import cli_frontier  # noqa: E402,F401  (registers the frontier commands)
 from . import cli_dynamics  # noqa: E402,F401  (registers the dynamics commands)
+from . import cli_report  # noqa: E402,F401  (registers cape report)
 from . import cli_audit  # noqa: E402,F401  (registers cape audit)
 
 
