@@ -250,3 +250,19 @@ def test_replication_section(audit):
     a2 = next(c for c in builtin_claims() if c.id == "A2")
     assert any(abs(v - a2.values["nc"]) < 1 for v in rep.phase["n_c"]), rep.phase["n_c"].tolist()
     assert run_audit(only=["A1"], n_resamples=200, replication=None).replication is None
+
+
+def test_a_claim_on_an_empty_or_unusable_panel_is_not_computable(tmp_path):
+    import cape
+
+    csv = tmp_path / "tiny.csv"
+    csv.write_text("model,family,params,hellaswag\nm1,F,1e9,40\n")
+    cape.ingest(str(csv), panel="tiny")
+    f = tmp_path / "c.yaml"
+    f.write_text(GOOD.replace("panel: paper-base", "panel: tiny").replace("family: OPT", "family: F"))
+    row = run_audit(load_claims(f), seed=0, n_resamples=200, replication=None).table.iloc[0]
+    assert row["verdict"] == "not computable"
+    assert "truthfulqa" in row["reason"] and "tiny" in row["reason"], row["reason"]
+    # the replication section on a panel with too little data: a clear error, not a crash
+    with pytest.raises(CapeError, match="truthfulqa' is not in tiny"):
+        run_audit(only=["A1"], n_resamples=200, replication="tiny")
