@@ -205,6 +205,7 @@ class CriticalScale(Result):
     notes: list[str] = field(default_factory=list)
     running_fit: RunningCoupling | None = internal(default=None, repr=False)
     paper_distribution: np.ndarray | None = internal(default=None, repr=False)
+    family_distribution: np.ndarray | None = internal(default=None, repr=False)
 
     @property
     def estimates(self) -> list[Estimate]:
@@ -251,9 +252,11 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
     tick()
     notes = []
     if f["family"].nunique() >= 2:
-        fb = quadratic_vertex(x, y, families=fam, unit="family", seed=seed,
-                              name="N_c (b) quadratic vertex, family resampling", **kw).estimate
+        fbv = quadratic_vertex(x, y, families=fam, unit="family", seed=seed,
+                               name="N_c (b) quadratic vertex, family resampling", **kw)
+        fb, fb_dist = fbv.estimate, fbv.distribution
     else:
+        fb_dist = None
         fb = Estimate("N_c (b) quadratic vertex, family resampling", float("nan"), n=len(f),
                       method="vertex of the quadratic", note="one family: nothing to resample")
     tick()
@@ -287,4 +290,4 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
     return CriticalScale(pd_.panel, pd_.b1, pd_.b2, paper.estimate, fb, running, per_family,
                          pd.DataFrame(lofo, columns=["left_out", "n", "nc", "median", "ci_low", "ci_high",
                                                      "discarded", "note"]),
-                         paper.coefficients, paper.models, notes, rc, paper.distribution)
+                         paper.coefficients, paper.models, notes, rc, paper.distribution, fb_dist)

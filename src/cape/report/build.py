@@ -26,7 +26,6 @@ from ..analysis import (critical_scale, eigenstructure, family_coupling, pair_da
                         width_normalization)
 from ..analysis import dynamics as dy
 from ..analysis import frontier as fr
-from ..analysis.nc import quadratic_vertex
 from ..analysis.results import Result
 from ..analysis.saturation import saturation
 from ..errors import CapeError
@@ -180,16 +179,10 @@ def _analyses(seed: int | None, tick: Callable[[str], None]) -> dict[str, object
             out[key] = exc
         tick(key)
 
-    def family_vertex():
-        f = pair_data(nc_panel).frame
-        return quadratic_vertex(f["x"].to_numpy(), f["b2"].to_numpy(), families=f["family"].to_numpy(),
-                                unit="family", seed=seed, benchmark="truthfulqa")
-
     run("base_pairs", lambda: pair_data(base))
     run("coupling", lambda: family_coupling(base, seed=seed))
     run("running", lambda: running_coupling(base, seed=seed))
     run("nc", lambda: critical_scale(nc_panel, seed=seed))
-    run("nc_family", family_vertex)
     run("width", lambda: width_normalization(pythia, seed=seed))
     run("eigen", lambda: [eigenstructure(base, seed=seed), eigenstructure(base, phase="tax", seed=seed),
                           eigenstructure(base, phase="bonus", seed=seed), eigenstructure(openllm, seed=seed)])
@@ -215,7 +208,7 @@ _FIGURES: list[tuple[str, str, str, tuple[str, ...], Callable]] = [
     ("couplings", "paper-a", "Within-family couplings", ("coupling",), F.coupling_forest),
     ("running-coupling", "paper-a", "Running coupling", ("running", "base_pairs"),
      lambda rc, d: F.running_coupling_fit(rc, colours=_family_colours(d))),
-    ("nc-bootstrap", "paper-a", "N_c by estimator", ("nc", "nc_family"), F.nc_bootstrap),
+    ("nc-bootstrap", "paper-a", "N_c by estimator", ("nc",), F.nc_bootstrap),
     ("width-null", "paper-a", "Width normalization", ("width",), F.width_null),
     ("eigen-spectra", "paper-a", "Eigen spectra", ("eigen",), F.eigen_spectra),
     ("dynamics-crossval", "dynamics", "Cross-validation", ("crossval",), F.crossval_errors),
@@ -288,7 +281,7 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir).expanduser().absolute()
-    n_steps = 14 + len(_FIGURES) + 3 + (1 if static else 0) + 2   # analyses, figures, sections, export, page
+    n_steps = 13 + len(_FIGURES) + 3 + (1 if static else 0) + 2   # analyses, figures, sections, export, page
     done = [0]
 
     def tick(_label: str = "") -> None:

@@ -33,7 +33,7 @@ from ..analysis.dynamics import CrossValidation, PaperProtocol
 from ..analysis.eigen import Eigenstructure
 from ..analysis.frontier import BAND, Dynamics, HField, Labs, PopulationFit
 from ..analysis.gamma import BONUS_ABOVE, TAX_BELOW, RunningCoupling
-from ..analysis.nc import CriticalScale, QuadraticVertex
+from ..analysis.nc import CriticalScale
 from ..analysis.results import Estimate, Result, fmt_num
 from ..analysis.saturation import Saturation
 from ..analysis.width import WIDTH_UNIT, WidthNormalization
@@ -264,16 +264,11 @@ def coupling_forest(res: FamilyCoupling) -> go.Figure:
     return fig
 
 
-def nc_bootstrap(nc: CriticalScale, family: QuadraticVertex | None = None) -> go.Figure:
-    """The N_c estimators side by side on a log10 N axis: the bootstrap distribution of the
-    paper protocol (kept resamples) and, when given, of the family bootstrap (the result of
-    :func:`cape.analysis.nc.quadratic_vertex` with ``unit='family'``), each estimator's point
-    and interval, and the leave-one-family-out estimates."""
-    rows = [(nc.paper, nc.paper_distribution)]
-    if family is not None:
-        rows.append((nc.family_bootstrap, family.distribution))
-    else:
-        rows.append((nc.family_bootstrap, None))
+def nc_bootstrap(nc: CriticalScale) -> go.Figure:
+    """The N_c estimators side by side on a log10 N axis: the bootstrap distributions of the
+    paper protocol and of the family bootstrap (kept resamples), each estimator's point and
+    interval, and the leave-one-family-out estimates."""
+    rows = [(nc.paper, nc.paper_distribution), (nc.family_bootstrap, nc.family_distribution)]
     if nc.running is not None:
         rows.append((nc.running, None))
     kept = [f"{e.name.split(':')[0].replace('N_c ', '')} {len(d):,} of {e.n_resamples or 0:,} resamples kept"
