@@ -9,7 +9,10 @@ It reads the figures from the preprints' release and the Open LLM Leaderboard sn
 writes them in CAPE's schema (``models.csv``, ``scores.csv``, ``errata.csv``,
 ``panel.json`` per panel), and cites the primary source on every row. Values are carried
 over exactly as published; every known problem (../shared/docs/DATA_NOTES.md) becomes a
-quality flag (see ``cape.flags``). The output is deterministic: the test suite rebuilds the
+quality flag (see ``cape.flags``). Facts added from outside the reference data carry their
+citation in the row's source: release months (tools/release_dates.csv), and the published
+total and active parameter counts of mixture-of-experts models where the source's size is
+not the total (flag ``params_corrected`` keeps the source's figure). The output is deterministic: the test suite rebuilds the
 panels from ../shared and compares them byte for byte with the shipped files.
 """
 
@@ -58,6 +61,40 @@ ORGANISATION = {
     "Yi": "01.AI",
 }
 
+# Release months (tools/release_dates.csv: panel, model, release_date, source), each with the
+# citation it comes from: the model card, the paper or the developer's release announcement.
+# Models whose release month is not documented are left out of the table, so their date
+# stays empty rather than guessed.
+RELEASE_DATES = ROOT / "tools" / "release_dates.csv"
+
+# Instruction-tuned models inside the base-model table of the observational scaling laws
+# study (fact about the model, with its citation).
+OSL_INSTRUCT = {
+    "RWKV/rwkv-raven-14b": ("RWKV/rwkv-raven-14b model card: Raven is RWKV-4-Pile fine-tuned on "
+                            "instruction and chat data (Alpaca, CodeAlpaca, Guanaco, GPT4All, ShareGPT)"),
+}
+
+# Mixture-of-experts rows of the same table: (total, active, citation) as their developers
+# publish them; total None keeps the table's figure (already the total, rounded). Where the
+# table's "Model Size (B)" is not the total (the active count, or for Qwen2-57B-A14B
+# neither), params becomes the published total and the flag params_corrected keeps the
+# table's figure.
+OSL_MOE_PARAMS = {
+    "Qwen/Qwen2-57B-A14B": (57e9, 14e9, "Qwen2 technical report (arXiv:2407.10671): 57B total, "
+                            "14B activated"),
+    "mistralai/Mixtral-8x7B-v0.1": (None, 12.9e9, "Mistral AI, 'Mixtral of experts' (11 Dec 2023): "
+                                    "46.7B total, 12.9B used per token"),
+    "mistralai/Mixtral-8x22B-v0.1": (141e9, 39e9, "Mistral AI, 'Cheaper, Better, Faster, Stronger' "
+                                     "(17 Apr 2024): 141B total, 39B active"),
+    "deepseek-ai/DeepSeek-V2": (236e9, 21e9, "DeepSeek-V2 paper (arXiv:2405.04434): 236B total, "
+                                "21B activated per token"),
+    "deepseek-ai/DeepSeek-Coder-V2-Base": (236e9, 21e9, "DeepSeek-Coder-V2 paper (arXiv:2406.11931): "
+                                           "236B total, 21B active"),
+    "deepseek-ai/deepseek-moe-16b-base": (None, 2.8e9, "DeepSeekMoE paper (arXiv:2401.06066): 16.4B "
+                                          "total, 2.8B activated"),
+    "ai21labs/Jamba-v0.1": (52e9, 12e9, "Jamba paper (arXiv:2403.19887): 52B total, 12B active"),
+}
+
 # Short field names in the preprint's JSON -> CAPE benchmark names.
 PAPER_FIELDS = {"HS": "hellaswag", "TQA": "truthfulqa", "ARC": "arc_challenge",
                 "WG": "winogrande", "MMLU": "mmlu"}
@@ -71,6 +108,32 @@ def _read_json(path: Path):
 def _score(model, bench, value, *, source, variant=None, n_shot=None, harness=None, flags=""):
     return {"model": model, "benchmark": bench, "variant": variant, "value": float(value),
             "stderr": None, "n_shot": n_shot, "harness": harness, "source": source, "flags": flags}
+
+
+def _add_release_dates(panel: str, models: list[dict]) -> None:
+    """Fill release_date (month precision) from tools/release_dates.csv and append the date's
+    citation to each dated row's source. A row naming no model of the panel, a duplicate, a
+    date that is not YYYY-MM or a missing citation stops the build."""
+    table = pd.read_csv(RELEASE_DATES, dtype=str, keep_default_na=False)
+    table = table[table["panel"] == panel]
+    by_model = {m["model"]: m for m in models}
+    seen: set[str] = set()
+    for i, r in table.iterrows():
+        where = f"{RELEASE_DATES.name} row {i + 2} ({r['model']})"
+        if r["model"] not in by_model:
+            raise SystemExit(f"{where}: no model of that name in panel {panel}")
+        if r["model"] in seen:
+            raise SystemExit(f"{where}: the model is listed twice")
+        seen.add(r["model"])
+        rd = parse_release_date(r["release_date"], file=RELEASE_DATES.name, row=i + 2,
+                                field="release_date")
+        if rd is None or rd.precision != "month":
+            raise SystemExit(f"{where}: release_date must be YYYY-MM, got '{r['release_date']}'")
+        if not r["source"].strip():
+            raise SystemExit(f"{where}: the date has no source")
+        m = by_model[r["model"]]
+        m["release_date"], m["release_date_precision"] = rd.iso, rd.precision
+        m["source"] = f"{m['source']}; release date: {r['source'].strip()}"
 
 
 def _paper_variant(bench: str) -> tuple[str, str]:
@@ -170,6 +233,7 @@ def build_paper_base(shared: Path) -> tuple[dict, Dataset, pd.DataFrame]:
             scores.append(_score(name, bench, m[field], source=score_src, variant=variant,
                                  n_shot=OLL_SETTINGS[bench][1] if oll else None,
                                  harness=harness, flags=join_flags(sflags)))
+    _add_release_dates("paper-base", models)
     meta = {
         "name": "paper-base",
         "title": "Preprint base-model panel (63 models, 16 families)",
@@ -186,6 +250,8 @@ def build_paper_base(shared: Path) -> tuple[dict, Dataset, pd.DataFrame]:
             "families. Recompute couplings with CAPE.",
             "Variants and shots follow the preprint's declared Open LLM Leaderboard v1 settings; "
             "shots and harness are recorded only for rows traced to that leaderboard.",
+            "Release dates (month precision) come from tools/release_dates.csv, each cited in the "
+            "row's source; a model whose release month is not documented has no date.",
         ],
     }
     return meta, Dataset.from_frames(pd.DataFrame(models), pd.DataFrame(scores)), None
@@ -379,9 +445,22 @@ def build_openllm(shared: Path):
         # 627B tokens) is flagged rather than changed.
         if tokens is not None and tokens / params > 1e5:
             flags.append("tokens_units_suspect")
+        source, active = OSL, None
+        if mid in OSL_MOE_PARAMS:
+            total, active_n, cite = OSL_MOE_PARAMS[mid]
+            active = int(active_n)
+            if total is not None:
+                flags.append(f"params_corrected:{float(r['Model Size (B)']):g}B")
+                params = int(total)
+            source = f"{source}; params: {cite}"
+        kind = "base"
+        if mid in OSL_INSTRUCT:
+            flags.append("instruct_model")
+            kind = "instruct"
+            source = f"{source}; instruct: {OSL_INSTRUCT[mid]}"
         models.append({"model": mid, "display_name": mid.split("/")[-1], "family": r["Model Family"],
-                       "kind": "base", "params": params, "tokens": tokens, "flops": flops,
-                       "flags": join_flags(flags), "source": OSL})
+                       "kind": kind, "params": params, "active_params": active, "tokens": tokens,
+                       "flops": flops, "flags": join_flags(flags), "source": source})
         for col, bench in columns.items():
             v = r[col]
             if pd.isna(v):
@@ -390,7 +469,9 @@ def build_openllm(shared: Path):
             scores.append(_score(mid, bench, round(float(v) * 100.0, 10), source=OSL,
                                  variant=variant, n_shot=shots,
                                  harness=OLL_HARNESS if bench in OLL_SETTINGS else None))
+    _add_release_dates("openllm-v1-base", models)
     n_fam = df["Model Family"].nunique()
+    corrected = [m.split("/")[-1] for m, (total, _, _) in OSL_MOE_PARAMS.items() if total is not None]
     meta = {
         "name": "openllm-v1-base",
         "title": f"Open LLM Leaderboard v1 base models ({len(df)} models, {n_fam} family labels)",
@@ -403,7 +484,15 @@ def build_openllm(shared: Path):
         "notes": [
             f"The source README speaks of 40 families; the table has {n_fam} distinct family labels.",
             "The column 'Winograd' is WinoGrande 5-shot under the leaderboard settings.",
-            "Model Size (B) is the total parameter count, also for mixture-of-experts models.",
+            "params is the total parameter count. For mixture-of-experts models the source's "
+            "Model Size (B) is sometimes the active count or neither ("
+            + ", ".join(corrected) + "); those rows carry the developer's published total and "
+            "active counts, cited in the source, and the flag params_corrected keeps the "
+            "source's figure. active_params is filled for every mixture-of-experts row.",
+            "RWKV/rwkv-raven-14b is an instruction-tuned model (flag instruct_model, kind "
+            "instruct); clean drops it.",
+            "Release dates (month precision) come from tools/release_dates.csv, each cited in the "
+            "row's source; a model whose release month is not documented has no date.",
         ],
     }
     return meta, Dataset.from_frames(pd.DataFrame(models), pd.DataFrame(scores)), None

@@ -68,6 +68,11 @@ FLAGS: dict[str, Flag] = {
         Flag("tokens_units_suspect", "model",
              "the pretraining-token figure (and the FLOPs derived from it) look 1000x off",
              "keep", "kept, flagged"),
+        Flag("params_corrected", "model",
+             "the source's parameter count is not the model's total (for a mixture-of-experts "
+             "model, the active count or neither); params holds the developer's published total, "
+             "active_params the active count, and the argument keeps the source's figure",
+             "keep", "kept, with the corrected count"),
         Flag("compute_tier", "model",
              "the same weights evaluated at another inference-compute setting as a separate row",
              "keep", "kept, flagged"),
