@@ -33,8 +33,11 @@ def paperbase():
     return replication(fresh_panel("paper-base"), n_c="3.5B", n_resamples=B, seed=0)
 
 
-def _frame(rows, name="constructed") -> pd.DataFrame:
+def _frame(rows, name="constructed", dated: bool = False) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["model", "family", "params", "hellaswag", "truthfulqa"]).set_index("model")
+    if dated:   # one release month per family, a year apart: a vintage for the flip test's part 4
+        codes = pd.factorize(df["family"])[0]
+        df["release_date"] = [f"{2019 + c}-{1 + 5 * (c % 2):02d}" for c in codes]
     df.attrs["cape"] = {"panel": name, "benchmarks": ["hellaswag", "truthfulqa"]}
     return df
 
@@ -49,14 +52,14 @@ def _family(name: str, tqa_steps, offset: float = 0.0) -> list[tuple]:
     return [(f"{name}-{i}", name, s, float(h), float(t)) for i, (s, h, t) in enumerate(zip(SIZES, hs, tqa))]
 
 
-def _picture_panel(sign_below: int, sign_above: int, n_families: int = 6) -> pd.DataFrame:
+def _picture_panel(sign_below: int, sign_above: int, n_families: int = 6, dated: bool = True) -> pd.DataFrame:
     """Families whose intervals below 3e9 (midpoints 1.7e8, 5.5e8, 1.7e9) move TQA with sign
     ``sign_below`` and above (5.5e9, 1.7e10) with ``sign_above``; magnitudes vary by family."""
     rows = []
     for k in range(n_families):
         step = 1.0 + 0.3 * k
         rows += _family(f"F{k}", [sign_below * step] * 3 + [sign_above * step * 1.5] * 2, offset=k)
-    return _frame(rows)
+    return _frame(rows, dated=dated)
 
 
 # --------------------------------------------------------------- section 1 by hand
@@ -227,7 +230,9 @@ def test_phase_shares_by_hand_from_the_gamma_table(which, request):
         assert row["ci_low"] <= row["difference"] <= row["ci_high"]
         expect = "holds" if row["ci_low"] > 0 else "does not hold" if row["ci_high"] <= 0 else "undetermined"
         assert row["verdict"] == expect
-    assert rep.verdict == rep.phase.loc[1, "verdict"]       # the caller's N_c is the headline
+    # the caller's N_c is the headline; the verdict is the family-level flip test's, not the pooled row's
+    assert rep.flip.n_c == rep.phase.loc[1, "n_c"] and rep.verdict == rep.flip.verdict
+    assert rep.verdict_reason == rep.flip.reason
 
 
 def test_phase_bootstrap_equals_an_explicit_loop_over_families(paperbase):
@@ -258,6 +263,12 @@ def test_constructed_picture_holds():
     row = rep.phase.loc[1]
     assert (row["share_below"], row["share_above"]) == (1.0, 0.0)
     assert rep.verdict == "holds" and row["ci_low"] > 0 and row["majority_flips"]
+    parts = rep.flip.parts.set_index("part")["status"]
+    assert (parts[1], parts[2], parts[4]) == ("pass", "pass", "pass")
+    # a clean step is also fitted by a steep smooth trend: part 3 reports, it does not decide
+    assert parts[3] in ("pass", "fail") and "part 3" in rep.verdict_reason
+    # the breakpoint lies between the last tax interval (1.7e9) and the first bonus one (5.5e9)
+    assert 1.7e9 < rep.flip.breakpoint.value < 5.5e9
     # TruthfulQA is a U with its bottom at 3e9: the panel's own N_c lands near it and also holds
     assert 1e9 < rep.phase.loc[0, "n_c"] < 1e10 and rep.phase.loc[0, "verdict"] == "holds"
     assert rep.coupling_counts["n_tested"] == 6
@@ -268,9 +279,17 @@ def test_constructed_picture_fails():
     row = rep.phase.loc[1]
     assert (row["share_below"], row["share_above"]) == (0.0, 1.0)
     assert rep.verdict == "does not hold" and row["ci_high"] < 0
+    assert rep.flip.parts.set_index("part").loc[1, "status"] == "fail" and rep.flip.beta.value > 0
 
 
-def test_constructed_mixed_families_are_undetermined():
+def test_undated_picture_is_undetermined_for_want_of_vintage():
+    rep = replication(_picture_panel(-1, +1, dated=False), n_c=3e9, n_resamples=B, seed=0)
+    parts = rep.flip.parts.set_index("part")["status"]
+    assert (parts[1], parts[2], parts[4]) == ("pass", "pass", "undetermined")
+    assert rep.verdict == "undetermined" and "part 4 (vintage strata) undetermined" in rep.verdict_reason
+
+
+def test_constructed_mixed_families_do_not_hold():
     half = _picture_panel(-1, +1, n_families=3)
     other = _picture_panel(+1, -1, n_families=3).rename(index=lambda m: "G" + m)
     other["family"] = "G" + other["family"]
@@ -279,7 +298,9 @@ def test_constructed_mixed_families_are_undetermined():
     rep = replication(mixed, n_c=3e9, n_resamples=B, seed=0)
     row = rep.phase.loc[1]
     assert row["difference"] == pytest.approx(0.0)
-    assert row["ci_low"] < 0 < row["ci_high"] and rep.verdict == "undetermined"
+    assert row["ci_low"] < 0 < row["ci_high"] and row["verdict"] == "undetermined"      # the pooled row
+    # half the families flip up, half down: no majority flip within families
+    assert rep.flip.majority["share_below"] == pytest.approx(0.5) and rep.verdict == "does not hold"
 
 
 def test_all_negative_everywhere_does_not_hold():
@@ -287,6 +308,7 @@ def test_all_negative_everywhere_does_not_hold():
     rep = replication(_picture_panel(-1, -1), n_c=3e9, n_resamples=500, seed=0)
     row = rep.phase.loc[1]
     assert (row["ci_low"], row["ci_high"]) == (0.0, 0.0) and rep.verdict == "does not hold"
+    assert rep.flip.beta.value == pytest.approx(0.0, abs=1e-9)
 
 
 # --------------------------------------------------------------- reproducibility, output
@@ -303,7 +325,8 @@ def test_result_is_strict_json_and_readable(openllm):
     d = json.loads(json.dumps(openllm.to_dict(), allow_nan=False))
     assert d["verdict"] in VERDICTS and d["panel"] == "openllm-v1-base"
     assert "coupling_result" not in d and "phase_distributions" not in d
-    assert set(openllm.tables) == {"couplings", "crossings", "nc", "h_models", "h_families", "intervals", "phase"}
+    assert set(openllm.tables) == {"couplings", "crossings", "nc", "h_models", "h_families", "intervals", "phase",
+                                   "flip_parts", "flip_families", "flip_profile"}
     text = openllm.summary()
     assert "Verdict on the phase picture" in text and openllm.verdict in text and "3.5B" in text
     assert all(e.n > 0 and e.n_resamples == B for e in openllm.phase_estimates)

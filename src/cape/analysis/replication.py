@@ -11,11 +11,16 @@ runs the base-model analyses on any panel and puts their answers side by side:
 3. N_c by every estimator of :func:`critical_scale` on the whole panel;
 4. the curation field h(D) = B2 minus a quadratic in log10 N fitted to the reference
    families pooled (all of the panel's by default), per model and per family;
-5. the phase-picture test: interval couplings split at N_c (this panel's paper-protocol
-   estimate, and any scale the caller gives), the share of negative couplings below minus
-   the share above, with a bootstrap interval that resamples whole families; then the same
-   test on the families with intervals on both sides of the split only (so that small
-   old families against large new ones, a composition difference, cannot drive it).
+5. pooled shares (descriptive): interval couplings split at N_c (this panel's
+   paper-protocol estimate, and any scale the caller gives), the share of negative
+   couplings below minus the share above, with a bootstrap interval that resamples whole
+   families; then the same on the families with intervals on both sides of the split only.
+   This is not a test of a critical size: old small families against new large ones make
+   it positive at almost any split (the breakpoint profile of section 6 shows it per split);
+6. the verdict: the pre-specified family-level test of a flip *within* families at N_c
+   (:func:`cape.analysis.flip.flip_test`): a conditional logit with families weighted
+   equally, the majority flip within families, a step against a smooth trend with the
+   breakpoint profile, and vintage strata (release date, else pretraining tokens).
 
 >>> import cape
 >>> from cape.analysis.replication import replication
@@ -41,15 +46,17 @@ from ..errors import CapeError
 from ..units import parse_param_count
 from .coupling import FamilyCoupling, family_coupling
 from .data import PairData, family_codes, pair_data
+from .flip import FlipTest, flip_test, model_vintage
 from .gamma import DEFAULT_GUARD, LocalCoupling, local_coupling
 from .nc import CriticalScale, critical_scale, family_crossings, quadratic_coefficients
 from .results import Estimate, Result, fmt_num, internal
 
 __all__ = ["VERDICTS", "Replication", "replication", "phase_split_test"]
 
-#: The three answers of the phase-picture test. "holds": every value in the interval of
-#: (share negative below N_c) - (share negative above) is positive; "does not hold": none
-#: is; "undetermined": the interval holds both (it spans 0 and reaches above it).
+#: The three answers of the replication (:func:`cape.analysis.flip.flip_test`), and of each
+#: row of the pooled ``phase`` table (there: "holds" when every value in the interval of
+#: (share negative below N_c) - (share negative above) is positive, "does not hold" when
+#: none is, "undetermined" otherwise).
 VERDICTS = ("holds", "does not hold", "undetermined")
 #: q below which a within-family coupling counts as significant (the usual FDR level).
 Q_SIGNIFICANT = 0.05
@@ -70,10 +77,12 @@ class Replication(Result):
     ``couplings`` (the :func:`family_coupling` table), ``crossings`` (per-family sign
     changes, with the direction of each), ``nc`` (one row per N_c estimator), ``h_models``
     and ``h_families`` (the curation field), ``intervals`` (every interval coupling used,
-    with its side of each split) and ``phase`` (per split, a row over every family and one
-    over the families spanning the split, column ``families``). ``verdict`` is the
-    phase test over every family at the caller's first ``n_c`` when one was given, else at
-    this panel's own paper-protocol N_c.
+    with its side of each split) and ``phase`` (per split, pooled shares over every family
+    and over the families spanning the split, column ``families``: descriptive), and the
+    verdict's test: ``flip`` (a :class:`~cape.analysis.flip.FlipTest`, with tables
+    ``flip_parts``, ``flip_families`` and ``flip_profile``). ``verdict`` and
+    ``verdict_reason`` are the flip test's at the caller's first ``n_c`` when one was
+    given, else at this panel's own paper-protocol N_c.
     """
 
     panel: str
@@ -106,6 +115,8 @@ class Replication(Result):
     phase_estimates: list[Estimate]
     verdict: str
     verdict_split: str
+    flip: FlipTest | None = None
+    verdict_reason: str = ""
     notes: list[str] = field(default_factory=list)
     excluded: list[dict] = field(default_factory=list)
     coupling_result: FamilyCoupling | None = internal(default=None, repr=False)
@@ -116,9 +127,13 @@ class Replication(Result):
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every section's table by name, for a report to plot."""
-        return {"couplings": self.couplings, "crossings": self.crossings, "nc": self.nc,
-                "h_models": self.h_models, "h_families": self.h_families,
-                "intervals": self.intervals, "phase": self.phase}
+        out = {"couplings": self.couplings, "crossings": self.crossings, "nc": self.nc,
+               "h_models": self.h_models, "h_families": self.h_families,
+               "intervals": self.intervals, "phase": self.phase}
+        if self.flip is not None:
+            out |= {"flip_parts": self.flip.parts, "flip_families": self.flip.families,
+                    "flip_profile": self.flip.profile}
+        return out
 
     def summary(self) -> str:
         c, x = self.coupling_counts, self.crossing_counts
@@ -154,7 +169,8 @@ class Replication(Result):
             ci = (f" [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if np.isfinite(r["ci_low"]) else "")
             lines.append(f"   {r['family']}: mean h = {r['mean_h']:+.2f}{ci} (n = {r['n']})"
                          + (f"; {r['note']}" if isinstance(r["note"], str) else ""))
-        lines.append("5. Phase picture (share of negative interval couplings below N_c minus above):")
+        lines.append("5. Pooled shares (descriptive, not a test of a critical size; share of negative interval "
+                     "couplings below the split minus above):")
         for r in self.phase.to_dict("records"):
             who = "" if r["families"] == "all" else ", families spanning it only"
             if np.isfinite(r["difference"]):
@@ -167,7 +183,19 @@ class Replication(Result):
             else:
                 lines.append(f"   split at {fmt_num(r['n_c'])} ({r['source']}{who}): {r['verdict'].upper()}; "
                              f"{r['note']}")
-        lines.append(f"Verdict on the phase picture ({self.verdict_split}): {self.verdict}.")
+        if self.flip is not None:
+            lines.append("6. " + self.flip.summary().replace("\n", "\n  "))
+            prof = self.flip.profile
+            ok = prof[prof["n_families_spanning"] >= 2]
+            if len(ok):
+                top = ok.nlargest(min(3, len(ok)), "loglik")
+                lines.append("   breakpoint profile, best splits: " + "; ".join(
+                    f"{fmt_num(r.split)} (loglik {r.loglik:.2f}, beta {r.beta:+.2f}, {r.n_families_spanning} families)"
+                    for r in top.itertuples()) + f" (of {len(ok)} splits; the table flip_profile has them all)")
+                pooled_pos = int((ok["pooled_difference"] > 0).sum())
+                lines.append(f"   the pooled share difference is positive at {pooled_pos} of those {len(ok)} splits")
+        lines.append(f"Verdict on the phase picture ({self.verdict_split}): {self.verdict}"
+                     + (f" ({self.verdict_reason})" if self.verdict_reason else "") + ".")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -380,6 +408,8 @@ def replication(frame: pd.DataFrame, pair=None, *, n_c: float | str | Sequence[f
                 min_models: int = 3, n_resamples: int = stats.DEFAULT_BOOTSTRAP, level: float = 0.95,
                 seed: int | None = None, guard: float = DEFAULT_GUARD,
                 reference_families: Sequence[str] | None = None,
+                claimed: tuple[float | str, float | str] | None = None,
+                n_c_draws: Sequence[float] | np.ndarray | None = None,
                 progress: stats.Progress | None = None) -> Replication:
     """Run paper A's base-model analyses on ``frame`` and test its phase picture.
 
@@ -388,12 +418,22 @@ def replication(frame: pd.DataFrame, pair=None, *, n_c: float | str | Sequence[f
     a sequence of them. None: only the panel's own estimate. ``min_models``: the fewest
     distinct sizes a family needs to enter sections 1, 2 and 5. ``reference_families``: the
     families whose pooled quadratic defines h(D) = 0 (None: all of the panel's). ``guard``:
-    the |dB1| guard of the interval couplings, in points. The same ``seed`` gives the same
-    result."""
+    the |dB1| guard of the interval couplings, in points. ``claimed``: the published
+    interval of N_c (low, high), which the breakpoint of the flip test is compared with.
+    ``n_c_draws``: draws of N_c (e.g. the preprint protocol's bootstrap), so that the flip
+    test propagates N_c's uncertainty. The same ``seed`` gives the same result."""
     _check_settings(min_models, n_resamples, level, guard)
     if not isinstance(frame, pd.DataFrame):
         raise CapeError("replication takes a panel DataFrame (see cape.load_panel)")
     splits = _split_scales(n_c)
+    claimed_iv = None
+    if claimed is not None:
+        try:
+            claimed_iv = tuple(_split_scales(list(claimed)))
+        except TypeError:
+            claimed_iv = ()
+        if len(claimed_iv) != 2 or not claimed_iv[0] <= claimed_iv[1]:
+            raise CapeError(f"claimed must be an interval of two sizes (low, high), not {claimed!r}")
     if frame.empty:
         raise CapeError("the panel frame is empty: no models to analyse",
                         hint="load one with cape.load_panel('openllm-v1-base')")
@@ -409,7 +449,7 @@ def replication(frame: pd.DataFrame, pair=None, *, n_c: float | str | Sequence[f
         raise CapeError(f"no family of {pd_.panel} has {min_models} or more distinct sizes with "
                         f"{pd_.b1}, {pd_.b2} and a parameter count (the most is {best}, in "
                         f"{sizes['sizes'].idxmax()})", hint="lower min_models or use a panel with families")
-    total_steps = 3 + 1 + max(1, len(splits) + 1)
+    total_steps = 3 + 1 + max(1, len(splits) + 1) + 1
     step = [0]
 
     def tick():
@@ -541,10 +581,21 @@ def replication(frame: pd.DataFrame, pair=None, *, n_c: float | str | Sequence[f
     for label, s in side.items():
         intervals[f"side ({label})"] = s
     head = rows[1] if splits else rows[0]
-    notes.append("the phase test splits at a fixed N_c: the uncertainty of N_c itself is not propagated "
-                 "(compare the splits, and the N_c intervals of section 3)")
+
+    # 6. the verdict: the within-family flip test at the headline split
+    vint, vsrc, vnote = model_vintage(sub)
+    if vnote:
+        notes.append(vnote)
+    flip = None
+    if math.isfinite(head["n_c"]) and head["n_c"] > 0:
+        flip = flip_test(iv, head["n_c"], claimed=claimed_iv, n_c_draws=n_c_draws, vintage=vint,
+                         vintage_source=vsrc, n_resamples=n_resamples, level=level, seed=seed)
+        verdict, reason = flip.verdict, flip.reason
+    else:
+        verdict, reason = "undetermined", "no N_c to test a flip at"
+    tick()
     return Replication(
         pd_.panel, pd_.b1, pd_.b2, len(kept_models), fams, int(min_models), float(guard), float(level),
         int(n_resamples), seed, t, coupling_counts, [fc.pooled_raw, fc.pooled_fixed_effects],
         cr, crossing_counts, nc_table, nc_est, reference, h_models, h_families, intervals, phase, ests,
-        head["verdict"], head["split"], notes, list(pd_.excluded), fc, lc, cs, dists)
+        verdict, head["split"], flip, reason, notes, list(pd_.excluded), fc, lc, cs, dists)
