@@ -322,6 +322,12 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             blocks["audit"].append(_missing("Claims audit", "The audit table of the preprints' claims.", AUDIT_HINT))
         tick("audit")
         if replication is not None:
+            flip = getattr(replication, "flip", None)
+            if flip is not None and len(flip.profile):
+                fig = F.breakpoint_profile(flip)
+                figs["breakpoint-profile"] = fig
+                blocks["replication"].append(FigureBlock(fig, flip.summary()))
+                meta.append(ReportFigure("breakpoint-profile", "replication", "Breakpoint profile"))
             blocks["replication"].append(_result_block(type(replication).__name__, replication))
         else:
             blocks["replication"].append(_missing("Replication", "Paper A's analyses on an independent panel.",

@@ -657,12 +657,62 @@ def audit_table(audit) -> go.Figure:
                          colours=VERDICT_COLOURS, widths=[0.5, 2.4, 1.6, 1.4, 1.4, 1.2, 3.2])
 
 
+def breakpoint_profile(flip) -> go.Figure:
+    """The flip test's breakpoint profile (:class:`cape.analysis.flip.FlipTest`): the
+    within-family step model's penalised log-likelihood at every split, its beta, the
+    tested N_c, the estimated breakpoint with its interval and the claimed interval."""
+    prof = flip.profile
+    ok = prof[prof["n_families_spanning"] >= 2]
+    bp = flip.breakpoint
+    where = (f"breakpoint {fmt_num(bp.value)}, {_ci_text(bp)} (family bootstrap, {bp.n_resamples or 0:,} resamples)"
+             if bp.defined else f"no breakpoint ({bp.note})")
+    sub = (f"{flip.n_families} families, {flip.n_intervals} interval couplings; conditional logit of P(tax-signed) on "
+           f"'above the split', families weighted equally; {where}")
+    cap = ("Line: penalised log-likelihood of a within-family step at each split that separates the intervals "
+           "differently (splits with 2+ families spanning them). A flat profile means no split is special. "
+           "Shaded: the claimed interval of N_c. Dashed: the N_c tested. Bar: the breakpoint's bootstrap interval. "
+           f"Verdict: {flip.verdict}.")
+    fig = _figure("breakpoint-profile", "Where does the coupling flip within families?", sub, cap, height=480)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
+                        figure=fig)
+    fig.add_trace(go.Scatter(x=ok["log10_split"], y=ok["loglik"], mode="lines+markers", name="log-likelihood",
+                             hovertext=[f"split {fmt_num(r.split)}: loglik {r.loglik:.2f}, beta {r.beta:+.2f}, "
+                                        f"{r.n_families_spanning} families" for r in ok.itertuples()],
+                             hoverinfo="text", line=dict(color="#1f77b4")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=ok["log10_split"], y=ok["beta"], mode="lines+markers", name="beta",
+                             line=dict(color="#d62728")), row=2, col=1)
+    if flip.claimed is not None:
+        _vband(fig, math.log10(flip.claimed[0]), math.log10(flip.claimed[1]), "rgba(255, 165, 0, 0.18)",
+               "claimed N_c interval", row="all", col=1)
+    fig.add_vline(x=math.log10(flip.n_c), line_dash="dash", line_color="#555")
+    if bp.defined and bp.ci is not None and all(_finite(c) and c > 0 for c in bp.ci):
+        top = float(ok["loglik"].max()) if len(ok) else 0.0
+        x = math.log10(bp.value)
+        fig.add_trace(go.Scatter(x=[x], y=[top], mode="markers", name="breakpoint",
+                                 marker=dict(size=11, symbol="diamond", color="#2ca02c"),
+                                 error_x=dict(type="data", symmetric=False, array=[math.log10(bp.ci[1]) - x],
+                                              arrayminus=[x - math.log10(bp.ci[0])], thickness=1.5, width=5)),
+                      row=1, col=1)
+    if len(ok):
+        x0, x1 = float(ok["log10_split"].min()) - 0.2, float(ok["log10_split"].max()) + 0.2
+        fig.update_xaxes(range=[x0, x1], **_log10_ticks(x0, x1))
+    fig.update_xaxes(title="split (parameters, log10 scale)", row=2, col=1)
+    fig.update_yaxes(title="log-likelihood", row=1, col=1)
+    fig.update_yaxes(title="beta", row=2, col=1)
+    fig.add_hline(y=0, line_color="#999", row=2, col=1)
+    return fig
+
+
 def result_tables(result) -> list[tuple[str, pd.DataFrame]]:
-    """The DataFrames a result carries: its dataclass fields that are frames, then a
-    ``table`` attribute (e.g. a property) if it is not one of them."""
+    """The DataFrames a result carries: its ``tables`` mapping when it has one, else its
+    dataclass fields that are frames; then a ``table`` attribute (e.g. a property) if it is
+    not one of them."""
     import dataclasses
 
     out: list[tuple[str, pd.DataFrame]] = []
+    named = getattr(result, "tables", None)
+    if isinstance(named, dict) and all(isinstance(v, pd.DataFrame) for v in named.values()):
+        return list(named.items())
     if dataclasses.is_dataclass(result):
         for f in dataclasses.fields(result):
             v = getattr(result, f.name, None)
