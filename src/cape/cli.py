@@ -333,6 +333,7 @@ from . import cli_frontier  # noqa: E402,F401  (registers the frontier commands)
 from . import cli_dynamics  # noqa: E402,F401  (registers the dynamics commands)
 from . import cli_report  # noqa: E402,F401  (registers cape report)
 from . import cli_audit  # noqa: E402,F401  (registers cape audit)
+from . import cli_advise  # noqa: E402,F401  (registers cape advise)
 
 
 # ------------------------------------------------------------------------------- main

@@ -9,6 +9,7 @@ DataFrame (see :func:`cape.load_panel`) returning a result object with ``to_dict
 -0.9886
 """
 
+from .advise import Advice, advise
 from .coupling import FamilyCoupling, family_coupling
 from .data import DEFAULT_PAIR, PairData, pair_data, parse_pair
 from .eigen import Eigenstructure, eigenstructure, participation_ratio
@@ -25,5 +26,5 @@ __all__ = [
     "RunningCoupling", "running_coupling", "CriticalScale", "critical_scale", "QuadraticVertex",
     "quadratic_vertex", "family_crossings", "Isocline", "fit_isocline", "ModelPhase",
     "phase_of_model", "WidthNormalization", "width_normalization", "Eigenstructure",
-    "eigenstructure", "participation_ratio", "Replication", "replication",
+    "eigenstructure", "participation_ratio", "Replication", "replication", "Advice", "advise",
 ]
