@@ -291,8 +291,12 @@ def test_openllm_moe_rows_hold_total_and_active_params():
         assert "; params: " in row["source"]
         corrected = [f for f in split_flags(row["flags"]) if flag_name(f) == "params_corrected"]
         assert corrected == ([f"params_corrected:{was}"] if was else []), model
-    # dense rows have no active count and no correction
-    dense = m.drop(index=list(expected) + ["Qwen/Qwen2-57B-A14B"])
+    # a dense model the source table gave the wrong size: open_llama_7b_v2 is a 7B model, not 13B
+    v2 = m.loc["openlm-research/open_llama_7b_v2"]
+    assert v2["params"] == 7_000_000_000 and pd.isna(v2["active_params"])
+    assert "params_corrected:13B" in split_flags(v2["flags"]) and "OpenLLaMA model card" in v2["source"]
+    # other dense rows have no active count and no correction
+    dense = m.drop(index=list(expected) + ["Qwen/Qwen2-57B-A14B", "openlm-research/open_llama_7b_v2"])
     assert dense["active_params"].isna().all()
     assert not dense["flags"].fillna("").str.contains("params_corrected").any()
     # clean keeps the corrected rows (the rule is keep)
@@ -304,7 +308,7 @@ def test_params_corrected_keeps_the_source_figure(shared_data):
     osl = pd.read_csv(shared_data / "data/open-llm-leaderboard/base_llm_benchmark_eval.csv").set_index("Model")
     m = cape.load_models("openllm-v1-base").set_index("model")
     flagged = m[m["flags"].fillna("").str.contains("params_corrected")]
-    assert len(flagged) == 5
+    assert len(flagged) == 6
     for model, row in flagged.iterrows():
         arg = next(f for f in split_flags(row["flags"]) if flag_name(f) == "params_corrected").split(":")[1]
         assert float(arg.rstrip("B")) == osl.loc[model, "Model Size (B)"]

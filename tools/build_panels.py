@@ -79,7 +79,7 @@ OSL_INSTRUCT = {
 # table's "Model Size (B)" is not the total (the active count, or for Qwen2-57B-A14B
 # neither), params becomes the published total and the flag params_corrected keeps the
 # table's figure.
-OSL_MOE_PARAMS = {
+OSL_PARAMS_FIXES = {
     "Qwen/Qwen2-57B-A14B": (57e9, 14e9, "Qwen2 technical report (arXiv:2407.10671): 57B total, "
                             "14B activated"),
     "mistralai/Mixtral-8x7B-v0.1": (None, 12.9e9, "Mistral AI, 'Mixtral of experts' (11 Dec 2023): "
@@ -93,6 +93,9 @@ OSL_MOE_PARAMS = {
     "deepseek-ai/deepseek-moe-16b-base": (None, 2.8e9, "DeepSeekMoE paper (arXiv:2401.06066): 16.4B "
                                           "total, 2.8B activated"),
     "ai21labs/Jamba-v0.1": (52e9, 12e9, "Jamba paper (arXiv:2403.19887): 52B total, 12B active"),
+    # not a mixture of experts: the source table gives the 7B v2 model 13B (the size of open_llama_13b)
+    "openlm-research/open_llama_7b_v2": (7e9, None, "OpenLLaMA model card (openlm-research/open_llama_7b_v2): "
+                                        "a 7B model"),
 }
 
 # Short field names in the preprint's JSON -> CAPE benchmark names.
@@ -446,9 +449,9 @@ def build_openllm(shared: Path):
         if tokens is not None and tokens / params > 1e5:
             flags.append("tokens_units_suspect")
         source, active = OSL, None
-        if mid in OSL_MOE_PARAMS:
-            total, active_n, cite = OSL_MOE_PARAMS[mid]
-            active = int(active_n)
+        if mid in OSL_PARAMS_FIXES:
+            total, active_n, cite = OSL_PARAMS_FIXES[mid]
+            active = int(active_n) if active_n is not None else None
             if total is not None:
                 flags.append(f"params_corrected:{float(r['Model Size (B)']):g}B")
                 params = int(total)
@@ -471,7 +474,7 @@ def build_openllm(shared: Path):
                                  harness=OLL_HARNESS if bench in OLL_SETTINGS else None))
     _add_release_dates("openllm-v1-base", models)
     n_fam = df["Model Family"].nunique()
-    corrected = [m.split("/")[-1] for m, (total, _, _) in OSL_MOE_PARAMS.items() if total is not None]
+    corrected = [m.split("/")[-1] for m, (total, _, _) in OSL_PARAMS_FIXES.items() if total is not None]
     meta = {
         "name": "openllm-v1-base",
         "title": f"Open LLM Leaderboard v1 base models ({len(df)} models, {n_fam} family labels)",
