@@ -1,8 +1,11 @@
 """Within-family coupling of two benchmarks (METHODS.md section 2).
 
 For every family: n, size range, Pearson r with its parametric and permutation p (exact for
-n <= 9), a bootstrap CI over models, Spearman's rho, the partial r given log10 N, and the
-Benjamini-Hochberg adjusted p across the families tested. Beside them, the pooled r over
+n <= 9), a bootstrap CI over models (none below :data:`MIN_BOOTSTRAP` models: with 3 models
+there are only 10 distinct resamples, many with a degenerate r, so the "interval" would be
+an artefact; the note says so), Spearman's rho with its permutation p (the same test on
+ranks: exact for n <= 9, Monte Carlo above; ``spearman_method``), the partial r given
+log10 N, and the Benjamini-Hochberg adjusted p across the families tested. Beside them, the pooled r over
 all models (which mixes families) and the pooled family-demeaned (fixed-effects) r.
 
 Families of equal size are processed together as one (F, n) array, sharing their
@@ -12,6 +15,7 @@ products per family size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,10 +25,21 @@ from .. import stats
 from .data import PairData, family_codes, pair_data
 from .results import Estimate, Result, fmt_num
 
-__all__ = ["FamilyCoupling", "family_coupling", "MIN_FAMILY"]
+__all__ = ["FamilyCoupling", "family_coupling", "MIN_FAMILY", "MIN_BOOTSTRAP", "bootstrap_note"]
 
 #: Fewest models for a within-family r with any degrees of freedom left.
 MIN_FAMILY = 3
+#: Fewest models for a bootstrap interval of r: n models have C(2n - 1, n) distinct
+#: resamples (10 for n = 3, many with a degenerate r of +-1 or none), too few for an interval.
+MIN_BOOTSTRAP = 4
+
+
+def bootstrap_note(n: int) -> str | None:
+    """Why a family of ``n`` models gets no bootstrap interval (None when it gets one)."""
+    if n >= MIN_BOOTSTRAP:
+        return None
+    return (f"n = {n}: too few models for a bootstrap interval "
+            f"({math.comb(2 * n - 1, n)} distinct resamples)")
 #: Families per block in the bootstrap (bounds memory at resamples x block floats).
 _BLOCK = 500
 
@@ -57,9 +72,11 @@ class FamilyCoupling(Result):
                  f"({len(self.table)} families)"]
         for r in self.table.to_dict("records"):
             if np.isfinite(r["r"]):
-                lines.append(f"  {r['family']}: n={r['n']}, r={r['r']:+.3f} "
-                             f"[{fmt_num(r['ci_low'])}, {fmt_num(r['ci_high'])}], "
-                             f"p_perm={r['p_perm']:.3g} ({r['p_method']}), q={fmt_num(r['q_fdr'])}")
+                ci = (f" [{fmt_num(r['ci_low'])}, {fmt_num(r['ci_high'])}]" if np.isfinite(r["ci_low"])
+                      else f", {bootstrap_note(r['n']) or 'no bootstrap interval'}")
+                lines.append(f"  {r['family']}: n={r['n']}, r={r['r']:+.3f}{ci}, "
+                             f"p_perm={r['p_perm']:.3g} ({r['p_method']}), q={fmt_num(r['q_fdr'])}, "
+                             f"Spearman {r['spearman']:+.3f} (p={r['spearman_p']:.3g}, {r['spearman_method']})")
             else:
                 lines.append(f"  {r['family']}: n={r['n']}, undefined: {r['note']}")
         lines += ["  " + self.pooled_raw.describe(), "  " + self.pooled_fixed_effects.describe()]
@@ -67,8 +84,8 @@ class FamilyCoupling(Result):
 
 
 _COLUMNS = ["family", "n", "params_min", "params_max", "r", "p_parametric", "p_perm", "p_method",
-            "p_floor", "ci_low", "ci_high", "spearman", "spearman_p", "partial_r", "partial_p",
-            "q_fdr", "note"]
+            "p_floor", "ci_low", "ci_high", "spearman", "spearman_p", "spearman_method", "partial_r",
+            "partial_p", "q_fdr", "note"]
 
 
 def _family_rows(pd_: PairData) -> tuple[list[dict], dict[int, list[tuple[str, np.ndarray]]]]:
@@ -120,6 +137,12 @@ def family_coupling(frame: pd.DataFrame, pair=None, *, n_permutations: int = sta
         rng = _group_rng(seed, n)
         zx, zy = stats._standardise(X1), stats._standardise(X2)
         p_perm, exact, B, floor = stats.permutation_pvalues(zx, zy, n_resamples=n_permutations, rng=rng)
+        # Spearman's p: the same permutation test on average ranks (its own generator, so the
+        # Pearson p and the bootstrap below draw exactly what they drew before)
+        sp_rng = np.random.default_rng(None if seed is None else [int(seed), n, 1])
+        sp_p, _, _, _ = stats.permutation_pvalues(stats._standardise(stats.rank(X1, axis=1)),
+                                                  stats._standardise(stats.rank(X2, axis=1)),
+                                                  n_resamples=n_permutations, rng=sp_rng)
         lo = np.empty(len(fams))
         hi = np.empty(len(fams))
         W = stats.bootstrap_weights(n, n_bootstrap, rng)
@@ -130,6 +153,8 @@ def family_coupling(frame: pd.DataFrame, pair=None, *, n_permutations: int = sta
             jk = stats.weighted_pearson(J, X1[blk].T, X2[blk].T)
             lo[blk], hi[blk], used = stats.interval(dist, r[blk], jk, level=level, method=ci_method)
             done += len(fams[blk])
+        if n < MIN_BOOTSTRAP:                            # one rule, here: no interval to print
+            lo[:], hi[:] = np.nan, np.nan
             if progress is not None:
                 progress(done, total)
         method = "exact" if exact else f"Monte Carlo ({B:,})"
@@ -138,9 +163,11 @@ def family_coupling(frame: pd.DataFrame, pair=None, *, n_permutations: int = sta
             "family": [fam for fam, _ in fams], "n": n, "params_min": params.min(axis=1),
             "params_max": params.max(axis=1), "r": r, "p_parametric": stats.parametric_p(r, n),
             "p_perm": p_perm, "p_method": method, "p_floor": floor, "ci_low": lo, "ci_high": hi,
-            "spearman": sp, "spearman_p": stats.parametric_p(sp, n), "partial_r": pr,
+            "spearman": sp, "spearman_p": sp_p, "spearman_method": method, "partial_r": pr,
             "partial_p": stats.parametric_p(pr, n, n_controls=1),
-            "note": None if n > MIN_FAMILY else "partial r given size has no degrees of freedom with 3 models"}))
+            "note": "; ".join(x for x in (bootstrap_note(n), None if n > MIN_FAMILY else
+                                          "partial r given size has no degrees of freedom with 3 models") if x)
+                    or None}))
     table = pd.concat([fr for fr in frames if len(fr)] or frames[:1], ignore_index=True).reindex(columns=_COLUMNS)
     order = {fam: i for i, fam in enumerate(pd_.families())}
     table = table.sort_values("family", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

@@ -5,7 +5,13 @@ distribution, interval, n and count of discarded resamples.
     pooled points, 10,000 resamples of single models, a resample kept only when a > 0 and
     the vertex lies in (10^7, 10^12); (b) the same, resampling whole families;
 (c) the zero crossing of the running coupling; (d) per-family sign changes of the interval
-coupling inside each family's own size range; (e) (a) with each family left out.
+coupling inside each family's own size range; (e) (a) with each family left out, each
+estimate flagged when it lies outside its own interval, outside the full-data interval, or
+outside the sizes it was fitted on. A vertex outside the panel's sizes is an extrapolation,
+and its Estimate's note says so.
+
+:func:`sign_change_test` tests the claim that the coupling changes sign from tax to bonus at
+N_c against a claimed interval (direction, place, contradicting families).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from .gamma import DEFAULT_GUARD, LocalCoupling, RunningCoupling, local_coupling
 from .results import Estimate, Result, fmt_num, internal
 
 __all__ = ["PAPER_VERTEX_WINDOW", "QuadraticVertex", "quadratic_vertex", "quadratic_coefficients",
-           "paper_vertex", "family_crossings",
+           "paper_vertex", "extrapolation", "family_crossings", "SignChangeTest", "sign_change_test",
            "CriticalScale", "critical_scale"]
 
 #: The preprint's acceptance window for a resampled vertex, in log10 N: (10^7, 10^12).
@@ -126,6 +132,9 @@ def quadratic_vertex(x: np.ndarray, y: np.ndarray, *, families: np.ndarray | Non
     notes = []
     if not coef[0] > 0:
         notes.append("the full-data fit opens downward (a <= 0): its vertex is a maximum, not a U")
+    extra = extrapolation(xv, x)
+    if extra:
+        notes.append(extra)
     if bs.n_valid == 0:
         notes.append(f"every one of the {n_resamples:,} resamples was discarded (a <= 0 or vertex "
                      f"outside 10^{window[0]:g}-10^{window[1]:g}): no interval")
@@ -144,6 +153,36 @@ def quadratic_vertex(x: np.ndarray, y: np.ndarray, *, families: np.ndarray | Non
                    note="; ".join(notes) or None)
     return QuadraticVertex(est, {"a": float(coef[0]), "b": float(coef[1]), "c": float(coef[2])},
                            benchmark, list(models or []), window, bs.distribution[:, 0])
+
+
+def extrapolation(x_value: float, x: np.ndarray) -> str | None:
+    """'extrapolated: below/above the smallest/largest size in the panel (...)' when a
+    log10 size lies outside the sizes ``x`` (log10) behind it; None inside or undefined."""
+    x = np.asarray(x, dtype=float)
+    if not np.isfinite(x_value) or x.size == 0:
+        return None
+    if x_value < x.min():
+        return f"extrapolated: below the smallest size in the panel ({fmt_num(10 ** x.min())})"
+    if x_value > x.max():
+        return f"extrapolated: above the largest size in the panel ({fmt_num(10 ** x.max())})"
+    return None
+
+
+def _note_extrapolation(e: Estimate, x: np.ndarray) -> None:
+    """Add to an N_c estimate's note where it, or its interval, lies beyond the panel's
+    sizes ``x`` (log10): such a value is an extrapolation of the fit, not a size seen."""
+    notes = [e.note] if e.note else []
+    if e.defined and e.value > 0 and not any("extrapolat" in n for n in notes):
+        extra = extrapolation(np.log10(e.value), x)
+        if extra:
+            notes.append(extra)
+    if e.ci is not None and all(c is not None and np.isfinite(c) and c > 0 for c in e.ci):
+        lo, hi = np.log10(e.ci[0]), np.log10(e.ci[1])
+        beyond = [w for w, on in (("below", lo < x.min()), ("above", hi > x.max())) if on]
+        if beyond:
+            notes.append(f"the interval reaches {' and '.join(beyond)} the panel's sizes "
+                         f"({fmt_num(10 ** x.min())}-{fmt_num(10 ** x.max())})")
+    e.note = "; ".join(notes) or None
 
 
 def family_crossings(lc: LocalCoupling) -> pd.DataFrame:
@@ -189,8 +228,145 @@ def family_crossings(lc: LocalCoupling) -> pd.DataFrame:
 
 
 @dataclass
+class SignChangeTest(Result):
+    """Does the interval coupling change sign from tax to bonus, as size grows, inside a
+    claimed interval of sizes (the preprint's N_c and its CI)? See :func:`sign_change_test`.
+
+    ``table``: one row per family with family, n_intervals, params_min, params_max
+    (interval midpoints), changes (crossing sizes), directions ('up' tax -> bonus, 'down'
+    bonus -> tax), can_show (its intervals reach both sides of some size in the interval),
+    status ('supports', 'contradicts', 'no change in the interval', 'cannot show it') and
+    detail (the numbers behind the status). ``dropped``: the intervals the |dA| guard left
+    out. ``holds``: see :func:`sign_change_test`."""
+
+    panel: str
+    b1: str
+    b2: str
+    interval: tuple[float, float]
+    guard: float
+    table: pd.DataFrame
+    dropped: pd.DataFrame
+    supporting: list[str]
+    contradicting: list[str]
+    able: list[str]
+    holds: bool
+
+    def summary(self) -> str:
+        lo, hi = self.interval
+        lines = [f"Sign changes of d{self.b2}/d{self.b1} in {self.panel} against [{fmt_num(lo)}, {fmt_num(hi)}] "
+                 f"(guard |d{self.b1}| >= {fmt_num(self.guard)} pp): {len(self.supporting)} of {len(self.able)} "
+                 f"families that can show it change tax -> bonus inside; {len(self.contradicting)} contradict; "
+                 + ("holds" if self.holds else "does not hold")]
+        for r in self.table.to_dict("records"):
+            lines.append(f"  {r['family']}: {r['status']} ({r['detail']})")
+        for r in self.dropped.to_dict("records"):
+            lines.append(f"  dropped {r['family']} {r['model_lo']} -> {r['model_hi']} (d{self.b1} {r['d_b1']:+.2f} pp)")
+        return "\n".join(lines)
+
+
+def sign_change_test(lc: LocalCoupling, interval: tuple[float, float]) -> SignChangeTest:
+    """Test "the coupling changes sign within families at N_c (tax below, bonus above)"
+    against ``interval`` = (low, high) in parameters, on the kept intervals of ``lc`` (so
+    its |dA| guard applies; the intervals it dropped are listed).
+
+    Per family, with zero couplings skipped (no sign) and each change placed by linear
+    interpolation in log10 N between the two interval midpoints around it (as
+    :func:`family_crossings`):
+
+    - contradicts: a bonus -> tax change, a bonus-signed interval below ``low`` or a
+      tax-signed interval above ``high``;
+    - supports (when it does not contradict): a tax -> bonus change inside the interval;
+    - no change in the interval: it can show one (2+ signed intervals whose midpoints
+      reach the interval from both sides: smallest <= high and largest >= low) but does
+      not (always one sign, or its change lies outside the interval);
+    - cannot show it: otherwise (one interval, or every midpoint on one side).
+
+    The claim holds when more than half of the families that can show it support it and
+    the contradicting families are fewer than half of the families that can show it or
+    contradict it.
+    """
+    lo, hi = float(interval[0]), float(interval[1])
+    if not (0 < lo <= hi and np.isfinite(hi)):
+        raise CapeError(f"the claimed interval must be two sizes 0 < low <= high, not {interval}")
+    xlo, xhi = np.log10(lo), np.log10(hi)
+    iv = lc.intervals
+    fam_all = iv["family"].to_numpy()
+    g_all = iv["gamma"].to_numpy(dtype=float)
+    nz = g_all != 0
+    f, g = fam_all[nz], g_all[nz]
+    x, mid = iv["x_mid"].to_numpy(dtype=float)[nz], iv["params_mid"].to_numpy(dtype=float)[nz]
+    same = np.r_[False, f[1:] == f[:-1]]                          # previous signed interval, same family
+    gp, xp = np.r_[np.nan, g[:-1]], np.r_[np.nan, x[:-1]]
+    up = same & (gp < 0) & (g > 0)
+    down = same & (gp > 0) & (g < 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xc = xp + (x - xp) * (-gp) / (g - gp)
+    inside = (xc >= xlo) & (xc <= xhi)
+    bonus_below = (g > 0) & (mid < lo)
+    tax_above = (g < 0) & (mid > hi)
+    rows = []
+    order = list(dict.fromkeys(fam_all))
+    ev = pd.DataFrame({"family": f, "up": up, "down": down, "in": up & inside, "xc": xc, "mid": mid, "g": g,
+                       "bb": bonus_below, "ta": tax_above})
+    span = iv.groupby("family", sort=False)["params_mid"].agg(["size", "min", "max"])
+    signed = ev.groupby("family", sort=False)["g"].size()
+    groups = dict(tuple(ev.groupby("family", sort=False)))
+    for fam in order:                                             # one pass per family, for the text
+        e = groups.get(fam, ev.iloc[0:0])
+        n_iv, pmin, pmax = int(span.at[fam, "size"]), float(span.at[fam, "min"]), float(span.at[fam, "max"])
+        ch = e[e["up"] | e["down"]]
+        sizes = [float(10 ** v) for v in ch["xc"]]
+        dirs = ["up" if u else "down" for u in ch["up"]]
+        able = bool(signed.get(fam, 0) >= 2 and pmin <= hi and pmax >= lo)
+        against = []
+        if e["down"].any():
+            against.append("bonus -> tax at " + ", ".join(fmt_num(10 ** v) for v in e.loc[e["down"], "xc"]))
+        if e["bb"].any():
+            against.append(f"bonus-signed below {fmt_num(lo)} (" + ", ".join(
+                f"{v:+.3g} at {fmt_num(m)}" for v, m in zip(e.loc[e["bb"], "g"], e.loc[e["bb"], "mid"])) + ")")
+        if e["ta"].any():
+            against.append(f"tax-signed above {fmt_num(hi)} (" + ", ".join(
+                f"{v:+.3g} at {fmt_num(m)}" for v, m in zip(e.loc[e["ta"], "g"], e.loc[e["ta"], "mid"])) + ")")
+        ups = e[e["up"]]
+        where = ["tax -> bonus at " + fmt_num(10 ** v) + ("" if xlo <= v <= xhi else
+                                                          ", below the interval" if v < xlo else ", above the interval")
+                 for v in ups["xc"]]
+        if against:
+            status, detail = "contradicts", "; ".join(against + where)
+        elif e["in"].any():
+            status, detail = "supports", "; ".join(where)
+        else:
+            sign = ("no signed coupling" if e.empty else "always tax-signed" if (e["g"] < 0).all() else
+                    "always bonus-signed" if (e["g"] > 0).all() else "")
+            detail = "; ".join([s_ for s_ in [sign] + where if s_]) or "no sign change"
+            if able:
+                status = "no change in the interval"
+            else:
+                status = "cannot show it"
+                detail += ("; one signed interval" if signed.get(fam, 0) < 2 else
+                           f"; its intervals ({fmt_num(pmin)}-{fmt_num(pmax)}) lie on one side of the interval")
+        rows.append({"family": fam, "n_intervals": n_iv, "params_min": pmin, "params_max": pmax,
+                     "changes": sizes, "directions": dirs, "can_show": able, "status": status, "detail": detail})
+    table = pd.DataFrame(rows, columns=["family", "n_intervals", "params_min", "params_max", "changes",
+                                        "directions", "can_show", "status", "detail"])
+    supporting = table.loc[table["status"] == "supports", "family"].tolist()
+    contradicting = table.loc[table["status"] == "contradicts", "family"].tolist()
+    able = table.loc[table["can_show"], "family"].tolist()
+    informative = set(able) | set(contradicting)
+    holds = bool(able) and 2 * len(supporting) > len(able) and 2 * len(contradicting) < len(informative)
+    dropped = lc.dropped
+    if "reason" in dropped.columns:
+        dropped = dropped[~dropped["reason"].astype(str).str.startswith("both models")]
+    return SignChangeTest(lc.panel, lc.b1, lc.b2, (lo, hi), lc.guard, table, dropped.reset_index(drop=True),
+                          supporting, contradicting, able, holds)
+
+
+@dataclass
 class CriticalScale(Result):
-    """All N_c estimators for one panel and pair, side by side."""
+    """All N_c estimators for one panel and pair, side by side. ``leave_one_family_out``:
+    left_out, n, nc, median, ci_low, ci_high, discarded, outside_own_ci, outside_full_ci
+    (outside the paper-protocol interval of all the data), extrapolated (outside the sizes
+    left after dropping the family), flags (those three in words) and note."""
 
     panel: str
     b1: str
@@ -221,7 +397,7 @@ class CriticalScale(Result):
         for r in self.leave_one_family_out.to_dict("records"):
             lines.append(f"    without {r['left_out']}: N_c = {fmt_num(r['nc'])}, median {fmt_num(r['median'])}, "
                          f"CI [{fmt_num(r['ci_low'])}, {fmt_num(r['ci_high'])}], n = {r['n']}, "
-                         f"{r['discarded']:,} discarded")
+                         f"{r['discarded']:,} discarded" + (f"; {r['flags']}" if r["flags"] else ""))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -270,8 +446,11 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
         running = Estimate("N_c (c) zero crossing of the running coupling", float("nan"), n=len(lc.intervals),
                            method="10^(-B/A)", unit="interval", note=str(exc))
     tick()
+    for e in (paper.estimate, fb, running):
+        _note_extrapolation(e, x)
     per_family = family_crossings(lc)
     lofo = []
+    full_lo, full_hi = paper.estimate.ci or (np.nan, np.nan)
     for left in dict.fromkeys(fam):
         keep = fam != left
         row = {"left_out": left, "n": int(keep.sum())}
@@ -282,6 +461,18 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
         except CapeError as exc:
             row |= {"nc": np.nan, "median": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                     "discarded": 0, "note": str(exc)}
+        v = row["nc"]
+        known = bool(np.isfinite(v))
+        # where the estimate lies: outside its own interval, outside the full data's, or
+        # outside the sizes left after dropping the family (an extrapolation)
+        row["outside_own_ci"] = known and bool(np.isfinite(row["ci_low"])) and not (row["ci_low"] <= v <= row["ci_high"])
+        row["outside_full_ci"] = known and bool(np.isfinite(full_lo)) and not (full_lo <= v <= full_hi)
+        row["extrapolated"] = known and bool(extrapolation(np.log10(v), x[keep]))
+        flags = [t_ for t_, on in (("outside its own interval", row["outside_own_ci"]),
+                                   ("outside the full-data interval", row["outside_full_ci"]),
+                                   (extrapolation(np.log10(v), x[keep]) if known else None, row["extrapolated"]))
+                 if on]
+        row["flags"] = "; ".join(flags)
         lofo.append(row)
         tick()
     if pd_.excluded:
@@ -289,5 +480,6 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
                      ", ".join(f"{e['model']} ({e['reason']})" for e in pd_.excluded))
     return CriticalScale(pd_.panel, pd_.b1, pd_.b2, paper.estimate, fb, running, per_family,
                          pd.DataFrame(lofo, columns=["left_out", "n", "nc", "median", "ci_low", "ci_high",
-                                                     "discarded", "note"]),
+                                                     "discarded", "outside_own_ci", "outside_full_ci",
+                                                     "extrapolated", "flags", "note"]),
                          paper.coefficients, paper.models, notes, rc, paper.distribution, fb_dist)

@@ -165,8 +165,14 @@ def saturation(frame: pd.DataFrame, benchmarks=None, *, top_k: int = 5, subset: 
         parts.append(f"noise floor: the top-{top_k} spread of {old_b} ({so:.1f}) is "
                      + ("within" if noise else "above") + f" its binomial floor ({t.at[old_b, 'noise_spread']:.1f})"
                      + (" -> its top models cannot be told apart, rotate" if noise else " -> it still separates them"))
-    if new_noise:
+    if new_noise and noise:
         parts.append(f"but {new_b} is within its own floor too: it separates them no better")
+    elif new_noise:
+        parts.append(f"{new_b}, by contrast, is within its own floor ({t.at[new_b, 'spread']:.1f} <= "
+                     f"{t.at[new_b, 'noise_spread']:.1f}): rotating to it would not separate them better")
+    elif new_noise is False and noise:
+        parts.append(f"{new_b} is above its own floor ({t.at[new_b, 'spread']:.1f} > "
+                     f"{t.at[new_b, 'noise_spread']:.1f}): it does separate them")
     if paper is not None and noise is not None and paper != noise:
         notes.append("the paper rule and the noise floor disagree")
     return Saturation(panel_name(frame), subset, top_k, level, table, old_b, new_b, sigma, threshold, paper,

@@ -30,8 +30,9 @@ class Context:
             self._cache[key] = make()
         return self._cache[key]
 
-    def panel(self, name: str, corrected: bool = False) -> pd.DataFrame:
-        return self.get(("panel", name, corrected), lambda: api.load_panel(name, corrected=corrected))
+    def panel(self, name: str, corrected: bool = False, clean: bool = False) -> pd.DataFrame:
+        return self.get(("panel", name, corrected, clean),
+                        lambda: api.load_panel(name, corrected=corrected, clean=clean))
 
     def coupling(self, panel: str):
         return self.get(("coupling", panel), lambda: coupling.family_coupling(
@@ -82,7 +83,7 @@ def family_pearson(ctx, *, panel: str, family: str) -> Computation:
     r = row.iloc[0]
     text = (f"r = {_f(r['r'])} (n = {int(r['n'])} models), parametric p = {_f(r['p_parametric'], 2)}, "
             f"{r['p_method']} permutation p = {_f(r['p_perm'], 2)} (floor {_f(r['p_floor'], 2)})")
-    agrees = bool(r["ci_high"] < 0 or r["ci_low"] > 0) and r["p_perm"] < 0.05
+    agrees = bool(r["ci_high"] < 0 or r["ci_low"] > 0) and bool(r["p_perm"] < 0.05)
     sound = (f"BCa CI [{_f(r['ci_low'], 3)}, {_f(r['ci_high'], 3)}], exact permutation p {_f(r['p_perm'], 2)}; "
              f"a p below the floor {_f(r['p_floor'], 2)} cannot come from a permutation test on these data")
     return Computation({"r": float(r["r"]), "p_perm": float(r["p_perm"])}, text=text, sound=sound,
@@ -98,7 +99,7 @@ def critical_scale(ctx, *, panel: str) -> Computation:
     parts = [f"family bootstrap{_ci(fb)}"]
     agrees = True
     if rc is not None and rc.defined:
-        inside = lo <= rc.value <= hi
+        inside = bool(lo <= rc.value <= hi)
         agrees = agrees and inside
         parts.append(f"running-coupling zero {_f(rc.value, 3)} ({'inside' if inside else 'outside'} the paper CI)")
     crossing = res.per_family["sign_changes"].gt(0).sum() if "sign_changes" in res.per_family else 0
@@ -118,19 +119,42 @@ def running(ctx, *, panel: str) -> Computation:
 
 
 @register("family_sign_changes")
-def family_sign_changes(ctx, *, panel: str, nc_panel: str) -> Computation:
-    """Families of ``panel`` whose interval midpoints span the paper-protocol N_c of
-    ``nc_panel``: the claim holds when most of them change sign (tax to bonus) in range."""
-    n_c = ctx.nc(nc_panel).paper.value
-    pf = ctx.get(("crossings", panel), lambda: nc.family_crossings(gamma.local_coupling(ctx.panel(panel))))
-    spans = pf[(pf["params_min"] <= n_c) & (pf["params_max"] >= n_c)]
-    up = [f for f, g, lo_, hi_ in zip(spans["family"], spans["crossings"], spans["gamma_min"], spans["gamma_max"])
-          if len(g) and lo_ < 0 < hi_]
-    holds = len(spans) > 0 and len(up) * 2 > len(spans)
-    text = (f"{len(up)} of {len(spans)} families of {panel} whose interval sizes span N_c = {_f(n_c, 3)} "
-            f"change sign in range ({', '.join(up) or 'none'}); "
-            + "; ".join(f"{r.family}: {r.verdict}" for r in spans.itertuples()))
-    return Computation(holds=holds, text=text)
+def family_sign_changes(ctx, *, panel: str, interval: list, guard: float = gamma.DEFAULT_GUARD,
+                        clean: bool = True) -> Computation:
+    """"The coupling changes sign within families at N_c (tax below, bonus above)", tested
+    against the claimed ``interval`` [low, high] of N_c (data, from the claims file) on the
+    ``clean`` panel with the |dA| ``guard`` (points): :func:`cape.analysis.nc.sign_change_test`
+    counts the direction and place of each change and the families that contradict it."""
+    try:
+        lo, hi = (float(v) for v in interval)           # YAML 1.1 reads 2.9e9 as text
+    except (TypeError, ValueError):
+        return Computation(status="not computable", text=f"the claimed interval {interval!r} is not two sizes")
+    frame = ctx.panel(panel, clean=bool(clean))
+    lc = ctx.get(("local", panel, bool(clean), float(guard)),
+                 lambda: gamma.local_coupling(frame, guard=float(guard)))
+    t = nc.sign_change_test(lc, (lo, hi))
+    rows = t.table.set_index("family")
+    box = f"[{_f(lo, 3)}, {_f(hi, 3)}]"
+
+    def listing(status):
+        fams = rows.index[rows["status"] == status]
+        return "; ".join(f"{f_} ({rows.at[f_, 'detail']})" for f_ in fams) or "none"
+
+    setting = (f"{'clean' if clean else 'uncleaned'} {panel}, |d{t.b1}| >= {_f(t.guard, 3)} pp"
+               + (f" ({len(t.dropped)} interval(s) dropped: " + ", ".join(
+                   f"{r.model_lo} -> {r.model_hi} d{t.b1} {r.d_b1:+.2f}" for r in t.dropped.itertuples()) + ")"
+                  if len(t.dropped) else ", no interval dropped"))
+    text = (f"{len(t.supporting)} of {len(t.able)} families that can show it change tax -> bonus inside {box}: "
+            f"{listing('supports')}. Contradicting ({len(t.contradicting)}): {listing('contradicts')}. "
+            f"No change in the interval: {listing('no change in the interval')}. "
+            f"Cannot show it: {', '.join(rows.index[rows['status'] == 'cannot show it']) or 'none'}. "
+            f"On the {setting}; holds when most families that can show it support it and "
+            "contradicting families are a minority")
+    figure = (f"{len(t.supporting)} of {len(t.able)} families flip tax -> bonus in {box}; "
+              f"{len(t.contradicting)} contradict")
+    brief = (f"supporting: {', '.join(t.supporting) or 'none'}; "
+             f"contradicting: {', '.join(t.contradicting) or 'none'}")
+    return Computation(holds=t.holds, text=text, figure=figure, brief=brief)
 
 
 @register("families_below")
@@ -140,9 +164,12 @@ def families_below(ctx, *, panel: str, families: list, threshold: float, replica
     missing = [f for f, v in got.items() if not math.isfinite(v)]
     if missing:
         return Computation(status="not computable", text=f"{panel} has no {', '.join(missing)}")
-    holds = all(v < threshold for v in got.values())
+    holds = bool(all(v < threshold for v in got.values()))
     text = "; ".join(f"{f} r = {_f(v, 3)} (q = {_f(t.loc[f, 'q_fdr'], 2)})" for f, v in got.items())
-    comp = Computation(holds=holds, text=text)
+    above = [f for f, v in got.items() if not v < threshold]
+    comp = Computation(holds=holds, text=text,
+                       figure=f"{len(got) - len(above)} of {len(got)} families r < {_f(threshold, 3)}",
+                       brief=", ".join(f"{f} {_f(v, 3)}" for f, v in got.items()))
     if replication:
         rt = ctx.coupling(replication).table.set_index("family")
         rep = {f: float(rt.loc[f, "r"]) for f in families if f in rt.index}
@@ -165,7 +192,7 @@ def family_crossings(ctx, *, panel: str, families: list) -> Computation:
     sound = (f"{len(finite)} of {len(families)} families have a crossing; in range: "
              + ", ".join(f for f in vals if f in pf.index and bool(pf.loc[f, "fit_in_range"])))
     return Computation({f: v for f, v in vals.items()}, text=text, sound=sound,
-                       sound_agrees=len(finite) == len(families))
+                       sound_agrees=bool(len(finite) == len(families)))
 
 
 @register("curation_field")
@@ -185,7 +212,7 @@ def width_norm(ctx, *, panel: str) -> Computation:
     w = ctx.get(("width", panel), lambda: width.width_normalization(ctx.panel(panel), n_null=ctx.n, seed=ctx.seed))
     text = f"r {w.r_raw:+.3f} -> {w.r_normalised:+.3f} after dividing by d_model/512 (n = {w.n})"
     lo, hi = w.null_interval
-    inside = lo <= w.r_normalised <= hi
+    inside = bool(lo <= w.r_normalised <= hi)
     sound = (f"unrelated scores divided the same way give r {w.null_mean:+.2f} on average "
              f"({int(w.level * 100)}% of the null in [{lo:+.2f}, {hi:+.2f}]; P(null >= observed) = {_f(w.p_at_least, 2)})")
     return Computation({"r_raw": w.r_raw, "r_normalised": w.r_normalised}, text=text, sound=sound,
@@ -210,7 +237,7 @@ def isocline(ctx, *, panel: str) -> Computation:
     text = f"fitted k = {iso.k:.3f}, in-sample accuracy {iso.accuracy:.2f} on {iso.n} labelled models"
     sound = f"leave-one-family-out accuracy {iso.accuracy_lofo:.2f} ({iso.n_families} families)"
     return Computation({"k": iso.k, "accuracy": iso.accuracy}, text=text, sound=sound,
-                       sound_agrees=iso.accuracy_lofo >= iso.accuracy - 0.05)
+                       sound_agrees=bool(iso.accuracy_lofo >= iso.accuracy - 0.05))
 
 
 @register("interval_gamma")
@@ -247,7 +274,7 @@ def frontier_fit(ctx) -> Computation:
     text = (f"GPQA = {f.slope.value:.4f} SWE + {f.intercept.value:.2f}, r = {f.r.value:.4f}, "
             f"p = {_f(f.p_parametric, 2)}, n = {f.n}, {f.n_labs} labs")
     lab = f.r_by_lab
-    agrees = lab.ci is not None and lab.ci[0] > 0
+    agrees = bool(lab.ci is not None and lab.ci[0] > 0)
     sound = (f"r CI over models{_ci(f.r)}, over labs{_ci(lab)}; corrected data r = {c.r.value:.3f}, "
              f"slope {c.slope.value:.3f}")
     return Computation({"r": f.r.value, "slope": f.slope.value, "intercept": f.intercept.value, "n": float(f.n)},
@@ -263,7 +290,7 @@ def lab_slopes(ctx, *, labs: list) -> Computation:
     text = "; ".join(f"{k} {v:.3f}" for k, v in vals.items() if k != "ratio") + \
         f"; largest/smallest {L.slope_ratio.value:.2f}{_ci(L.slope_ratio)}"
     lo, hi = L.slope_ratio.ci or (math.nan, math.nan)
-    inside = lo <= C.slope_ratio.value <= hi
+    inside = bool(lo <= C.slope_ratio.value <= hi)
     sound = (f"corrected data: largest/smallest {C.slope_ratio.value:.2f}{_ci(C.slope_ratio)}, "
              f"{'inside' if inside else 'outside'} the published data's interval")
     return Computation(vals, text=text, sound=sound, sound_agrees=bool(inside))
@@ -276,8 +303,12 @@ def lab_correlations(ctx, *, min_models: int, threshold: float) -> Computation:
     holds = bool(len(big)) and bool((big["r"] > threshold).all())
     text = "; ".join(f"{r.lab} r = {r.r:.3f} (n = {r.n})" for r in big.itertuples())
     sound = "; ".join(f"{r.lab} CI [{r.r_low:.2f}, {r.r_high:.2f}]" for r in big.itertuples())
+    low = big[~(big["r"] > threshold)]
+    brief = (f"not above {_f(threshold, 3)}: " + ", ".join(f"{r.lab} r = {r.r:.3f} (n = {r.n})" for r in low.itertuples())
+             if len(low) else f"all {len(big)} labs with >= {min_models} models above {_f(threshold, 3)}")
     return Computation(holds=holds, text=text, sound="Fisher-z intervals: " + sound,
-                       sound_agrees=bool((big["r_low"] > threshold).all()))
+                       sound_agrees=bool((big["r_low"] > threshold).all()),
+                       figure=f"{len(big) - len(low)} of {len(big)} labs r > {_f(threshold, 3)}", brief=brief)
 
 
 @register("lab_swing")
@@ -292,7 +323,7 @@ def lab_swing(ctx, *, lab: str) -> Computation:
     text = f"{lab} h {r['h_first']:+.2f} ({r['first']}) -> {r['h_last']:+.2f} ({r['last']}), swing {r['swing']:+.2f}"
     sound = f"corrected data: swing {c['swing']:+.2f}" if c is not None else "no corrected data"
     return Computation({"first": r["h_first"], "last": r["h_last"], "swing": r["swing"]}, text=text, sound=sound,
-                       sound_agrees=c is not None and abs(c["swing"]) > fr.JUMP)
+                       sound_agrees=bool(c is not None and abs(c["swing"]) > fr.JUMP))
 
 
 @register("lab_mean_h")
@@ -303,7 +334,7 @@ def lab_mean_h(ctx, *, labs: list) -> Computation:
     sig = [lab for lab in vals if t.loc[lab, "mean_h_low"] > 0 or t.loc[lab, "mean_h_high"] < 0]
     sound = (f"t intervals of mean h (all models) exclude 0 for {len(sig)} of {len(vals)} labs"
              + (f" ({', '.join(sig)})" if sig else ""))
-    return Computation(vals, text=text, sound=sound, sound_agrees=len(sig) == len(vals))
+    return Computation(vals, text=text, sound=sound, sound_agrees=bool(len(sig) == len(vals)))
 
 
 @register("leave_one_lab_out")
@@ -333,7 +364,7 @@ def saturation_sigma(ctx, *, subset: str = "published", top_k: int = 5) -> Compu
     text = f"sigma = {s.sigma.value:.3f}{_ci(s.sigma)} (top {top_k}, {subset})"
     within = s.table[s.table["within_noise"]]["benchmark"].tolist()
     sound = (f"spreads within the binomial noise floor: {', '.join(within) or 'none'}; {s.recommendation}")
-    return Computation({"sigma": s.sigma.value}, text=text, sound=sound, sound_agrees=not within)
+    return Computation({"sigma": s.sigma.value}, text=text, sound=sound, sound_agrees=bool(not within))
 
 
 @register("prediction")
