@@ -107,7 +107,7 @@ def test_audit_verdicts_on_bundled_data(audit):
     expected = {"A1": "reproduced", "A2": "reproduced but fragile", "A3": "not reproduced",
                 "A10": "reproduced but fragile", "A13": "not reproduced", "A14": "not reproduced",
                 "A15": "reproduced but fragile", "A16": "not computable", "A17": "not computed yet",
-                "B1": "reproduced but fragile", "B2": "reproduced but fragile", "B4": "reproduced",
+                "B1": "reproduced but fragile", "B2": "reproduced but fragile", "B4": "reproduced but fragile",
                 "B5": "reproduced but fragile", "B6": "reproduced", "B7": "reproduced", "B8": "not reproduced",
                 "B9": "not computable"}
     got = {k: _row(audit, k)["verdict"] for k in expected}
@@ -243,7 +243,14 @@ def test_replication_section(audit):
     rep = audit.replication
     assert rep is not None and rep.panel == "openllm-v1-base"
     assert rep.verdict in ("holds", "does not hold", "undetermined")
-    assert f"the phase picture {rep.verdict}" in audit.summary()
+    assert f"Independent replication on openllm-v1-base (a flip within families at 3.5B): {rep.verdict} (" \
+        in audit.summary() and rep.verdict_reason in audit.summary()
+    # the verdict is the family-level flip test, at the claimed N_c, compared with the claimed
+    # interval, with N_c's own bootstrap (the paper protocol on paper-nc) propagated
+    a2 = next(c for c in builtin_claims() if c.id == "A2")
+    assert rep.verdict == rep.flip.verdict and rep.flip.n_c == a2.values["nc"]
+    assert rep.flip.claimed == (a2.values["ci_low"], a2.values["ci_high"]) and rep.flip.propagated
+    assert "6. Within-family flip at N_c = 3.5B" in audit.to_markdown()
     md = audit.to_markdown()
     assert "## Independent replication (openllm-v1-base)" in md and rep.summary().splitlines()[0] in md
     # split at the preprint's N_c, taken from the claims data (A2's published value), not typed in code

@@ -40,7 +40,9 @@ def coupling(
     as_json: JsonOpt = False,
 ) -> None:
     """Within-family correlation of two benchmarks: r, exact/MC permutation p, bootstrap CI,
-    Spearman, partial r given size, FDR; pooled raw and fixed-effects r."""
+    Spearman with its permutation p, partial r given size, FDR; pooled raw and fixed-effects
+    r. A family of 3 models gets no bootstrap interval (10 distinct resamples): the table
+    says so instead."""
     frame = _frame(panel, clean, corrected, family)
     with _progress("families", as_json) as tick:
         res = analysis.family_coupling(frame, pair, n_permutations=permutations, n_bootstrap=resamples,
@@ -48,25 +50,34 @@ def coupling(
     if _emit(res, as_json, command="coupling"):
         return
     t = Table(title=f"Within-family coupling {res.b1} -> {res.b2} in {res.panel}",
-              caption=f"p_perm: exact for n <= 9; CI: {ci} bootstrap over models, {resamples:,} resamples; "
-                      "q: Benjamini-Hochberg over the families tested")
+              caption=f"p_perm and Spearman p: permutation tests (on ranks for Spearman), exact for n <= 9; "
+                      f"CI: {ci} bootstrap over models, {resamples:,} resamples, none below "
+                      f"{analysis.coupling.MIN_BOOTSTRAP} models; q: Benjamini-Hochberg over the families tested")
     for c in ("family", "n", "sizes", "r", f"{int(level * 100)}% CI", "p (t)", "p_perm", "floor",
-              "spearman", "partial r|size", "q"):
+              "spearman", "spearman p", "partial r|size", "q"):
         t.add_column(c, justify="left" if c in ("family", "sizes") else "right")
     for r in res.table.to_dict("records"):
         if r["note"] and not (r["r"] == r["r"]):
             t.add_row(r["family"], str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
-                      f"[dim]{r['note']}[/dim]", *[""] * 7)
+                      f"[dim]{r['note']}[/dim]", *[""] * 8)
             continue
+        no_ci = analysis.coupling.bootstrap_note(r["n"]) if not r["ci_low"] == r["ci_low"] else None
         t.add_row(r["family"], str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
-                  f"{r['r']:+.3f}", f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['p_parametric']:.2g}",
+                  f"{r['r']:+.3f}", f"[dim]n = {r['n']}: too few models[/dim]" if no_ci else
+                  f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['p_parametric']:.2g}",
                   f"{r['p_perm']:.3g}" + ("" if r["p_method"] == "exact" else "*"), f"{r['p_floor']:.2g}",
-                  f"{r['spearman']:+.3f}", _f(r["partial_r"]), f"{r['q_fdr']:.3g}")
+                  f"{r['spearman']:+.3f}", f"{r['spearman_p']:.3g}" + ("" if r["spearman_method"] == "exact" else "*"),
+                  _f(r["partial_r"]), f"{r['q_fdr']:.3g}")
     out.print(t)
+    few = sorted({int(r["n"]) for r in res.table.to_dict("records")
+                  if r["r"] == r["r"] and analysis.coupling.bootstrap_note(r["n"])})
+    for n_ in few:
+        out.print(f"  {analysis.coupling.bootstrap_note(n_)}: no interval is shown", highlight=False)
     for e in (res.pooled_raw, res.pooled_fixed_effects):
         out.print("  " + e.describe(), highlight=False)
     if any(r["p_method"] != "exact" for r in res.table.to_dict("records") if r["r"] == r["r"]):
-        out.print(f"  * Monte Carlo permutation p ({permutations:,} orderings)", highlight=False)
+        out.print(f"  * Monte Carlo permutation p, Pearson and Spearman ({permutations:,} orderings)",
+                  highlight=False)
     for e in res.excluded:
         out.print(f"  left out {e['model']}: {e['reason']}", highlight=False)
 
@@ -129,7 +140,9 @@ def nc(
 ) -> None:
     """The critical scale N_c five ways: (a) the paper protocol (quadratic vertex of B on
     log10 N, model bootstrap, a > 0 and vertex in 1e7-1e12), (b) family bootstrap, (c) running-
-    coupling zero crossing, (d) per-family sign changes, (e) leave one family out."""
+    coupling zero crossing, (d) per-family sign changes, (e) leave one family out. Estimates
+    outside the panel's sizes are marked as extrapolated; a leave-one-family-out estimate
+    outside its own interval, the full-data interval or its sizes is flagged."""
     frame = _frame(panel, clean, corrected, family)
     with _progress("N_c", as_json) as tick:
         res = analysis.critical_scale(frame, pair, n_resamples=resamples, level=level, guard=guard,
@@ -157,11 +170,15 @@ def nc(
                    if r["fit_crossing"] == r["fit_crossing"] else "")
     out.print(t2)
     t3 = Table(title="(e) paper protocol leaving one family out")
-    for col in ("left out", "n", "N_c", "median", "CI", "discarded"):
-        t3.add_column(col, justify="left" if col == "left out" else "right")
+    for col in ("left out", "n", "N_c", "median", "CI", "discarded", "where the estimate lies"):
+        t3.add_column(col, justify="left" if col in ("left out", "where the estimate lies") else "right",
+                      overflow="fold")
     for r in res.leave_one_family_out.to_dict("records"):
         t3.add_row(r["left_out"], str(r["n"]), _f(r["nc"]), _f(r["median"]),
-                   f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", f"{r['discarded']:,}")
+                   f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", f"{r['discarded']:,}",
+                   f"[yellow]{r['flags']}[/yellow]" if r["flags"] else
+                   ("inside its interval, the full-data interval and its sizes" if r["nc"] == r["nc"]
+                    else (r["note"] or "")))
     out.print(t3)
     for n_ in res.notes:
         out.print(f"  note: {n_}", highlight=False)
@@ -189,8 +206,13 @@ def phase(
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Place one model: gamma_hat at its size and the probability of each phase, the fitted
-    isocline, the curation field h(D), its nearest models, and an explanation."""
+    """Place one model: gamma_hat at its size, P(tax / transition / bonus) from the predictive
+    distribution (line bootstrap plus the scatter of interval couplings about the line, by
+    family) beside the line-only probabilities of the paper protocol, the predictive
+    interval's leave-one-family-out coverage, the fitted isocline, the curation field h(D),
+    its nearest models, and an explanation.
+
+    The size-based phase uses only --params; the scores enter only the isocline and h(D)."""
     from .analysis.data import parse_pair
 
     b1, b2 = parse_pair(pair)

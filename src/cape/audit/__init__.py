@@ -30,7 +30,7 @@ from ..errors import CapeError
 from ..yamlfile import load_yaml
 
 __all__ = ["FORMAT", "VERDICTS", "Claim", "Computation", "load_claims", "builtin_claims", "verdict",
-           "AuditResult", "run_audit", "ANALYSES", "register", "REPLICATION_PANEL"]
+           "figure", "brief_reason", "AuditResult", "run_audit", "ANALYSES", "register", "REPLICATION_PANEL"]
 
 FORMAT = "cape-claims/1"
 VERDICTS = ("reproduced", "reproduced but fragile", "not reproduced", "not computable", "not computed yet")
@@ -94,6 +94,29 @@ class Computation:
     sound: str = ""
     sound_agrees: bool | None = None
     status: str | None = None
+    #: CAPE's figure in a few words for the terminal table (default: the values, or
+    #: whether the claim holds); ``brief``: the reason in one clause (default: the first
+    #: clause of the full reason).
+    figure: str = ""
+    brief: str = ""
+
+    def __setattr__(self, name, value):
+        # numpy comparisons give np.bool_, for which ``is False`` is never true: ``holds``
+        # and ``sound_agrees`` stay Python bools (or None) whatever an analysis hands in,
+        # at construction (the dataclass __init__ assigns through here) and afterwards.
+        if name in ("holds", "sound_agrees"):
+            value = _flag(value)
+        object.__setattr__(self, name, value)
+
+
+def _flag(v) -> bool | None:
+    """A verdict flag as a Python bool, or None (undecided: None, NaN, pandas NA)."""
+    if v is None:
+        return None
+    try:
+        return None if v != v else bool(v)   # NaN != NaN
+    except (TypeError, ValueError):          # pandas NA and other undecidable values
+        return None
 
 
 def _parse_tolerance(raw, where, err) -> Tolerance:
@@ -205,16 +228,63 @@ def verdict(claim: Claim, comp: Computation) -> tuple[str, str]:
         if not comp.holds:
             return "not reproduced", comp.text
         within = comp.text
-    if comp.sound_agrees is False:
+    if _flag(comp.sound_agrees) is False:
         return "reproduced but fragile", f"{within}; but {comp.sound}"
     return "reproduced", within + (f"; {comp.sound}" if comp.sound else "")
+
+
+def _first_clause(text: str) -> str:
+    """Text up to the first '; ' outside brackets (a whole clause, never half an interval)."""
+    text = str(text)
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth <= 0 and text.startswith("; ", i):
+            return text[:i].strip()
+    return text.strip()
+
+
+def figure(claim: Claim, comp: Computation) -> str:
+    """CAPE's figure in a few words, for the terminal table: ``comp.figure`` when the
+    analysis gives one, else the recomputed values of the claim (or whether it holds)."""
+    if comp.figure:
+        return comp.figure
+    if comp.status is not None:                  # the verdict column says it
+        return "-"
+    keys = [k for k in claim.values if k in comp.values] or list(comp.values)
+    if keys:
+        return ", ".join(f"{k} {_num(comp.values[k])}" for k in keys)
+    return {True: "holds", False: "does not hold"}.get(comp.holds, "undecided")
+
+
+def brief_reason(claim: Claim, comp: Computation, verdict_: str) -> str:
+    """The reason in one clause, for the terminal table (the full reason stays in the
+    ``reason`` column, the Markdown and the report): ``comp.brief`` when the analysis gives
+    one, else the tolerance test, or the first clause of the analysis's own account; for a
+    fragile verdict, what the sound variant says (its first clause)."""
+    if comp.status is not None:
+        return comp.brief or _first_clause(comp.text)
+    if verdict_ == "not computable":
+        return _first_clause(verdict(claim, comp)[1])
+    if claim.values:
+        off = [k for k in claim.values if k in comp.values and not claim.tolerance.allows(claim.values[k], comp.values[k])]
+        head = (", ".join(f"{k}: published {_num(claim.values[k])}, CAPE {_num(comp.values[k])}" for k in off)
+                + f" (tolerance {claim.tolerance})") if off else f"within tolerance {claim.tolerance}"
+    else:
+        head = comp.brief or _first_clause(comp.text)
+    if verdict_ == "reproduced but fragile":
+        return f"{head}; but {_first_clause(comp.sound)}"
+    return head
 
 
 @dataclass
 class AuditResult(Result):
     """One row per claim: ``table`` columns id, source (A, B or P for a prediction), claim,
     published, paper (CAPE's recomputation by the preprint's protocol), sound (the sound
-    variant), verdict, reason, values (the recomputed numbers) and analysis."""
+    variant), verdict, reason, values (the recomputed numbers), analysis, and for the
+    terminal table figure (CAPE's figure in a few words) and brief (the reason in one
+    clause)."""
 
     table: pd.DataFrame
     counts: dict
@@ -227,8 +297,11 @@ class AuditResult(Result):
         parts = ", ".join(f"{n} {v}" for v, n in self.counts.items() if n)
         text = f"Audit of {len(self.table)} claims: {parts}."
         if self.replication is not None:
-            text += (f" Independent replication on {self.replication.panel}: the phase picture "
-                     f"{self.replication.verdict}.")
+            rep = self.replication
+            reason = getattr(rep, "verdict_reason", "")
+            split = getattr(rep, "verdict_split", "")
+            text += (f" Independent replication on {rep.panel} (a flip within families at {split.split('= ')[-1]}): "
+                     f"{rep.verdict}" + (f" ({reason})" if reason else "") + ".")
         return text
 
     def to_markdown(self) -> str:
@@ -253,7 +326,8 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
               progress: Callable[[int, int], None] | None = None) -> AuditResult:
     """Run every claim's analysis (sharing one cache of panels and results) and judge it.
 
-    ``replication`` names the panel of the independent-replication section
+    ``replication`` names the panel of the independent-replication section (loaded clean:
+    flagged problems resolved by their rules, e.g. a chat model inside a base family dropped)
     (:func:`cape.analysis.replication.replication`), split at the panel's own N_c and at
     the preprint's (the published value of the claim whose analysis is ``critical_scale``);
     None leaves the section out."""
@@ -277,18 +351,31 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
         v, reason = verdict(c, comp)
         rows.append({"id": c.id, "source": c.paper, "claim": c.claim, "published": c.published,
                      "paper": comp.text, "sound": comp.sound, "verdict": v, "reason": reason,
-                     "values": dict(comp.values), "analysis": c.analysis})
+                     "values": dict(comp.values), "analysis": c.analysis,
+                     "figure": figure(c, comp), "brief": brief_reason(c, comp, v)})
         if progress:
             progress(i + 1, len(claims))
     table = pd.DataFrame(rows, columns=["id", "source", "claim", "published", "paper", "sound", "verdict",
-                                        "reason", "values", "analysis"])
+                                        "reason", "values", "analysis", "figure", "brief"])
     rep = None
     if replication:
         from ..analysis.replication import replication as _replication
 
-        published_nc = [c.values["nc"] for c in claims if c.analysis == "critical_scale" and "nc" in c.values]
+        nc_claims = [c for c in claims if c.analysis == "critical_scale" and "nc" in c.values]
+        published_nc = [c.values["nc"] for c in nc_claims]
+        claimed = next(((c.values["ci_low"], c.values["ci_high"]) for c in nc_claims
+                        if {"ci_low", "ci_high"} <= set(c.values)), None)
+        # N_c's uncertainty, propagated into the flip test: the preprint protocol's own bootstrap
+        draws = None
+        if nc_claims and "panel" in nc_claims[0].args:
+            try:
+                dist = ctx.nc(nc_claims[0].args["panel"]).paper_distribution     # log10 N_c
+                draws = None if dist is None else 10.0 ** dist
+            except CapeError:
+                draws = None
         rep = ctx.get(("replication", replication), lambda: _replication(
-            ctx.panel(replication), n_c=published_nc or None, n_resamples=n_resamples, seed=seed))
+            ctx.panel(replication, clean=True), n_c=published_nc or None, claimed=claimed, n_c_draws=draws,
+            n_resamples=n_resamples, seed=seed))
     counts = {v: int((table["verdict"] == v).sum()) for v in VERDICTS}
     for v in sorted(set(table["verdict"]) - set(VERDICTS)):
         counts[v] = int((table["verdict"] == v).sum())

@@ -230,7 +230,8 @@ def coupling_forest(res: FamilyCoupling) -> go.Figure:
            f"intervals over models, {res.n_bootstrap:,} resamples; pooled rows resample families")
     cap = (f"One row per family with 3 or more models: r (point) and its {level}% interval (bar); hover for "
            f"the permutation p ({res.n_permutations:,} orderings or exact), BH-FDR q, Spearman and partial r. "
-           "With 3-4 models the bootstrap interval is nearly [-1, 1]: such a family says little alone.")
+           "A family of 3 models gets no interval (too few distinct resamples); with 4 the interval is nearly "
+           "[-1, 1]: such a family says little alone.")
     if len(undefined):
         cap += " Not shown (r undefined): " + ", ".join(f"{r['family']} (n = {r['n']})"
                                                           for r in undefined.to_dict("records")) + "."
