@@ -781,7 +781,10 @@ def test_cli_crossval_openllm_duplicates():
     schemes = [f["scheme"] for f in d["folds"]]
     assert schemes.count("family") == 14 * 9 and schemes.count("largest") == 14 * 12
     ode = [r for r in d["table"] if r["scheme"] == "largest" and r["method"].startswith("sparse ODE")][0]
-    assert ode["n_folds"] == 14 and ode["n"] == 14 * 2      # each family's largest model, two benchmarks
+    # each family's largest model, two benchmarks; a fold whose trajectory diverged scores nothing
+    assert ode["n_folds"] + ode["diverged"] == 14 and ode["n"] == ode["n_folds"] * 2
+    lin = [r for r in d["table"] if r["scheme"] == "largest" and r["method"].startswith("linear ODE")][0]
+    assert lin["n_folds"] == 14 and lin["n"] == 14 * 2
     line = error_line(run_cli("dynamics", "crossval", "--panel", "openllm-v1-base", "--min-models", "4"))
     assert "same size" in line and any(f in line for f in ("H2O-Danube", "RWKV", "StableLM", "OLMo"))
     assert "--duplicates mean" in line

@@ -409,13 +409,16 @@ class SparseODE:
             sol = solve_ivp(rhs, (x0, float(targets[-1])), z0, t_eval=targets, method="LSODA",
                             rtol=1e-8, atol=1e-10, events=escape)
         got = np.full((len(targets), len(self.benchmarks)), np.nan)
-        n_ok = sol.y.shape[1]
-        got[:n_ok] = self.scale.to_points(sol.y.T)
+        # a failure before the first requested size leaves sol.y an empty list, not an array
+        Y = np.asarray(sol.y, dtype=float).reshape(len(z0), -1)
+        n_ok = Y.shape[1]
+        got[:n_ok] = self.scale.to_points(Y.T)
         idx = np.flatnonzero(later)[order]
         out[idx] = got
         reason = None
         if n_ok < len(targets):
-            where = sol.t[-1] if sol.t.size else x0
+            t = np.asarray(sol.t, dtype=float)
+            where = t[-1] if t.size else x0
             reason = (f"diverged (scores left +/-{DIVERGENCE_LIMIT:g} points) near N = {fmt_num(10 ** where)}"
                       if sol.status == 1 else f"integration failed near N = {fmt_num(10 ** where)}: {sol.message}")
         return out, reason
