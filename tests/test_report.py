@@ -398,8 +398,12 @@ def test_cli_report_json_and_errors(tmp_path):
     d = json.loads(r.stdout)
     assert d["command"] == "report" and Path(d["html"]).is_file() and d["seed"] == 1
     # the CLI runs the audit (and its replication section) and adds them
-    assert d["static_method"] is None and len(d["figures"]) == len(BASE_FIGURES) + 1
-    assert "audit" in [f["name"] for f in d["figures"]] and d["missing"] == ["steering"]
+    # ... and the replication's breakpoint profile (the flip test behind its verdict)
+    assert d["static_method"] is None and len(d["figures"]) == len(BASE_FIGURES) + 2
+    names = [f["name"] for f in d["figures"]]
+    assert "audit" in names and "breakpoint-profile" in names and d["missing"] == ["steering"]
+    page = Path(d["html"]).read_text(encoding="utf-8")
+    assert "Where does the coupling flip within families?" in page and "flip_profile" in page
     r = run_cli("report", "--out", str(tmp_path / "rep2"), "--no-static", "--no-audit")
     assert r.returncode == 0 and f"Report: {tmp_path / 'rep2' / 'report.html'}" in r.stdout
     (tmp_path / "f").write_text("x")
