@@ -204,6 +204,28 @@ def test_steering_result_becomes_a_figure(tmp_path):
     assert "platypus" in text and res.missing == ["audit", "replication"]
 
 
+def test_advice_results_are_shown_after_the_replication(tmp_path):
+    from cape.analysis.advise import advise
+
+    adv = advise(cached_panel("openllm-v1-base"), family="Pythia", n_resamples=200, seed=0)
+    res = build_report(tmp_path / "r", seed=0, static=False, advice=[adv])
+    text = res.html.read_text(encoding="utf-8")
+    assert f"Intervention suggestions: {adv.target}" in text
+    assert text.index(f"Intervention suggestions: {adv.target}") > text.index("id='section-replication'")
+    assert adv.summary().splitlines()[1].split(":")[0] in text           # the summary is on the page
+    plain = build_report(tmp_path / "p", seed=0, static=False).html.read_text(encoding="utf-8")
+    assert "Intervention suggestions:" not in plain
+
+
+def test_cli_report_advise_option(tmp_path):
+    r = run_cli("report", "--out", str(tmp_path / "rep"), "--no-static", "--no-audit", "--advise", "Pythia", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Intervention suggestions: Pythia" in Path(json.loads(r.stdout)["html"]).read_text(encoding="utf-8")
+    r = run_cli("report", "--out", str(tmp_path / "rep2"), "--no-static", "--no-audit", "--advise", "Nope")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Nope" in r.stderr
+    assert not (tmp_path / "rep2").exists()
+
+
 # ------------------------------------------------------------------------------ errors, atomicity
 def test_unwritable_folder_is_a_cape_error_naming_it(tmp_path):
     blocker = tmp_path / "a-file"

@@ -7,7 +7,7 @@ the files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -25,6 +25,9 @@ def report_cmd(
                                          ".svg (needs a Chromium browser).")] = True,
     audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Run the claims audit and the independent "
                                         "replication (as `cape audit`) and add them to the report.")] = True,
+    advise_families: Annotated[Optional[str], typer.Option(
+        "--advise", help="Comma-separated families of openllm-v1-base to add intervention suggestions for "
+                         "(as `cape advise --family F`), e.g. Pythia,OPT.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the claims audit and every analysis on the bundled panels and write the report:
@@ -40,9 +43,23 @@ def report_cmd(
     if audit:
         with _progress("audit", as_json) as tick:
             result = run_audit(seed=seed, progress=tick)
+    advice = []
+    if advise_families:
+        from .analysis.advise import advise
+        from .api import load_panel
+        from .audit import REPLICATION_PANEL
+
+        frame = load_panel(REPLICATION_PANEL, clean=True)
+        rep = None if result is None else result.replication
+        with _progress("advice", as_json) as tick:
+            fams = [f.strip() for f in advise_families.split(",") if f.strip()]
+            for i, fam in enumerate(fams):
+                advice.append(advise(frame, family=fam, replication_result=rep, seed=seed))
+                tick(i + 1, len(fams))
     with _progress("report", as_json) as tick:
         res = build_report(out_dir, seed=seed, static=static, audit=result,
-                           replication=None if result is None else result.replication, progress=tick)
+                           replication=None if result is None else result.replication, advice=advice,
+                           progress=tick)
     if _emit(res, as_json, command="report"):
         return
     if result is not None:

@@ -582,7 +582,7 @@ def flip_test(intervals: pd.DataFrame, n_c: float, *, claimed: tuple[float, floa
     if not np.isfinite(flat):
         pass
     elif flat > -1:
-        notes.append(f"the breakpoint profile is flat: the second-best split is within {abs(flat):.2f} log-likelihood "
+        notes.append(f"the breakpoint profile is flat: the second-best split is within {abs(flat):.2g} log-likelihood "
                      "units of the best")
     return FlipTest(float(n_c), claimed, float(level), int(n_resamples), seed, float(penalty_sd), F, n_span,
                     int(len(iv)), beta_est, p_value, majority, step_vs_trend, bp, vint, parts, fam_rows, profile,

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,13 +265,15 @@ def _result_block(title: str, result) -> TextBlock:
 
 # ------------------------------------------------------------------------------ the report
 def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, replication: Result | None = None,
-                 steering: Result | None = None, static: bool | str = True,
+                 steering: Result | None = None, advice: Sequence[Result] = (), static: bool | str = True,
                  progress: stats.Progress | None = None) -> ReportResult:
     """Build the report into ``out_dir`` (created; an earlier CAPE report there is replaced).
 
     ``audit`` is an object whose ``.table`` is a DataFrame with the columns
     :data:`cape.report.figures.AUDIT_COLUMNS`; ``replication`` and ``steering`` are CAPE
-    result objects (their ``summary()`` and DataFrames are shown). Each that is None gets a
+    result objects (their ``summary()`` and DataFrames are shown); ``advice``: intervention
+    suggestions (:func:`cape.analysis.advise.advise` results), shown after the replication.
+    Each of audit, replication and steering that is None gets a
     "not computed" notice naming the command that computes it. ``static`` is True (PNG and
     SVG by kaleido, falling back to Playwright), ``"kaleido"`` or ``"playwright"`` (that
     method only), or False (none). ``progress(done, total)`` is called after each step.
@@ -332,6 +334,9 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
         else:
             blocks["replication"].append(_missing("Replication", "Paper A's analyses on an independent panel.",
                                                   REPLICATION_HINT))
+        for adv in advice:
+            blocks["replication"].append(_result_block(f"Intervention suggestions: {getattr(adv, 'target', '')}",
+                                                       adv))
         tick("replication")
         if steering is not None:
             fig = F.steering_table(steering)
