@@ -408,7 +408,6 @@ def flip_test(intervals: pd.DataFrame, n_c: float, *, claimed: tuple[float, floa
                                   f"({n_span} families, p = {p_value:.3g})")
 
     # ------------------------------------------------------------------- part 2 majority
-    fam_rows = []
     below_nc = ~above_nc
     nb_f = np.bincount(codes, weights=below_nc, minlength=F)
     na_f = n_f - nb_f
@@ -447,9 +446,9 @@ def flip_test(intervals: pd.DataFrame, n_c: float, *, claimed: tuple[float, floa
     step_vs_trend: dict = {}
     if n_span:
         keep = spans_nc[codes]
-        sub_codes, _ = pd.factorize(codes[keep])
-        Fs = int(sub_codes.max()) + 1
-        ws = w[np.unique(codes[keep])]
+        sub_codes, uniq = pd.factorize(codes[keep])
+        Fs = len(uniq)
+        ws = w[np.asarray(uniq)]
         y_s, x_s, a_s = y[keep], xm[keep], above_nc[keep].astype(float)
         fits = {}
         for name, Z in (("step", a_s[:, None]), ("trend", (x_s - x_s.mean())[:, None]),
@@ -579,9 +578,7 @@ def flip_test(intervals: pd.DataFrame, n_c: float, *, claimed: tuple[float, floa
         "stratum": [("older" if fam_v[f] <= vint.get("centre_year", math.inf) else "newer")
                     if vint.get("available") and spans_nc[f] and np.isfinite(fam_v[f]) else "" for f in range(F)]},
         columns=_FAMILY_COLUMNS)
-    if not np.isfinite(flat):
-        pass
-    elif flat > -1:
+    if np.isfinite(flat) and flat > -1:
         notes.append(f"the breakpoint profile is flat: the second-best split is within {abs(flat):.2g} log-likelihood "
                      "units of the best")
     return FlipTest(float(n_c), claimed, float(level), int(n_resamples), seed, float(penalty_sd), F, n_span,
