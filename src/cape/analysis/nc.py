@@ -16,6 +16,8 @@ N_c against a claimed interval (direction, place, contradicting families).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -467,11 +469,11 @@ def critical_scale(frame: pd.DataFrame, pair=None, *, n_resamples: int = stats.D
         # outside the sizes left after dropping the family (an extrapolation)
         row["outside_own_ci"] = known and bool(np.isfinite(row["ci_low"])) and not (row["ci_low"] <= v <= row["ci_high"])
         row["outside_full_ci"] = known and bool(np.isfinite(full_lo)) and not (full_lo <= v <= full_hi)
-        row["extrapolated"] = known and bool(extrapolation(np.log10(v), x[keep]))
+        where = extrapolation(math.log10(v), x[keep]) if known and v > 0 else None
+        row["extrapolated"] = where is not None
         flags = [t_ for t_, on in (("outside its own interval", row["outside_own_ci"]),
                                    ("outside the full-data interval", row["outside_full_ci"]),
-                                   (extrapolation(np.log10(v), x[keep]) if known else None, row["extrapolated"]))
-                 if on]
+                                   (where, row["extrapolated"])) if on]
         row["flags"] = "; ".join(flags)
         lofo.append(row)
         tick()
