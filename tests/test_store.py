@@ -35,12 +35,13 @@ def test_pending_migration_is_applied_once(cape_home):
         calls.append(1)
         conn.exec_driver_sql("ALTER TABLE panels ADD COLUMN notes TEXT")
 
-    steps = migrations.MIGRATIONS + (migrations.Migration(2, "panel notes", add_notes),)
+    nxt = schema.SCHEMA_VERSION + 1
+    steps = migrations.MIGRATIONS + (migrations.Migration(nxt, "panel notes", add_notes),)
     store = Store()
     with store.engine.begin() as conn:
-        assert migrations.upgrade(conn, steps) == [2]
+        assert migrations.upgrade(conn, steps) == [nxt]
         assert migrations.upgrade(conn, steps) == []
-        assert migrations.current_version(conn) == 2
+        assert migrations.current_version(conn) == nxt
         cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(panels)")]
     assert "notes" in cols and calls == [1]
 

@@ -3,6 +3,11 @@
 SQLite at ``$CAPE_HOME/cape.db`` by default (``CAPE_HOME`` defaults to the per-user data
 folder); any SQLAlchemy URL through ``CAPE_DB_URL``. Built-in panels never live here.
 
+A panel is what the user imported into it. Each panel has its own model rows (metadata as
+imported into that panel) and scores (see :mod:`cape.store.schema`): the same model id in
+two panels is two independent rows, so ingesting into, replacing in or deleting one panel
+never changes what another returns.
+
 Example
 -------
 >>> from cape.io import read_results                                # doctest: +SKIP
@@ -21,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, delete, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -83,7 +88,13 @@ class Conflict:
 
 @dataclass
 class IngestReport:
-    """What an ingest did (or, with ``dry_run``, would do)."""
+    """What an ingest did (or, with ``dry_run``, would do) to its one panel.
+
+    Every count is about ``panel`` only: ``models_added`` are models new to this panel
+    (even if another panel holds the same model id), ``models_updated`` this panel's model
+    rows whose metadata changed. ``members_added`` equals ``models_added`` (kept from
+    schema version 1, where a model could join a panel without a new model row).
+    """
 
     panel: str
     panel_created: bool = False
@@ -137,6 +148,8 @@ class Store:
             elif self._sqlite_path.is_dir():
                 raise StoreError(f"{self._sqlite_path} is a folder, not a database file")
         self.engine: Engine = create_engine(self.url, future=True)
+        if parsed.get_backend_name() == "sqlite":
+            _transactional_ddl(self.engine)
         self._open()
 
     @classmethod
@@ -205,18 +218,19 @@ class Store:
             return conn.execute(select(schema.panels.c.name).where(schema.panels.c.name == name)).first() is not None
 
     def panel(self, name: str) -> Panel:
-        """Read a stored panel: its models (with ``subset``) and every score of those models."""
-        m, pm, s, p = schema.models, schema.panel_models, schema.scores, schema.panels
+        """Read a stored panel: its models (with ``subset``) and their scores, as imported
+        into this panel (nothing from other panels)."""
+        m, s, p = schema.models, schema.scores, schema.panels
         with self.engine.connect() as conn:
             prow = conn.execute(select(p).where(p.c.name == name)).mappings().first()
             if prow is None:
                 raise CapeError(f"no panel '{name}' in {self.location}")
-            mq = (select(*[m.c[c] for c in MODEL_COLUMNS], pm.c.subset, m.c.id)
-                  .join(pm, pm.c.model_id == m.c.id).where(pm.c.panel == name).order_by(m.c.id))
+            mq = (select(*[m.c[c] for c in MODEL_COLUMNS], m.c.subset, m.c.id)
+                  .where(m.c.panel == name).order_by(m.c.id))
             models = pd.DataFrame(conn.execute(mq).mappings().all())
             sq = (select(m.c.model, *[s.c[c] for c in SCORE_COLUMNS if c != "model"])
                   .join(m, m.c.id == s.c.model_id)
-                  .join(pm, (pm.c.model_id == s.c.model_id) & (pm.c.panel == name))
+                  .where(m.c.panel == name)
                   .order_by(s.c.id))
             scores = pd.DataFrame(conn.execute(sq).mappings().all())
         if models.empty:
@@ -237,13 +251,31 @@ class Store:
                     for t in schema.TABLES}
 
     # ------------------------------------------------------------------------- writing
+    def delete_panel(self, name: str) -> int:
+        """Remove a stored panel with its models and scores, in one transaction; other
+        panels are untouched. Returns the number of scores removed."""
+        if name in BUILTIN_PANELS:
+            raise CapeError(f"'{name}' is a built-in panel and read-only")
+        m, s, p = schema.models, schema.scores, schema.panels
+        with self.engine.begin() as conn:
+            if conn.execute(select(p.c.name).where(p.c.name == name)).first() is None:
+                raise CapeError(f"no panel '{name}' in {self.location}")
+            ids = select(m.c.id).where(m.c.panel == name)
+            removed = conn.execute(delete(s).where(s.c.model_id.in_(ids))).rowcount
+            conn.execute(delete(m).where(m.c.panel == name))
+            conn.execute(delete(p).where(p.c.name == name))
+        return removed
+
     def ingest(self, data: Dataset, panel: str, *, replace: bool = False, dry_run: bool = False,
                title: str | None = None) -> IngestReport:
         """Write validated data into ``panel`` in one transaction: all or nothing.
 
-        Re-ingesting identical data changes nothing. A different value for a stored
-        (model, benchmark, variant, source), or different model metadata, is a conflict:
-        every conflict is listed in the error and nothing is written, unless ``replace``.
+        Only ``panel`` is read and written: its models and scores are its own, so the same
+        model id stored in another panel is neither consulted nor changed. Re-ingesting
+        identical data changes nothing. A different value for a (model, benchmark, variant,
+        source) this panel holds, or different model metadata in this panel, is a conflict:
+        every conflict is listed in the error and nothing is written, unless ``replace``
+        (which overwrites this panel's values only).
         """
         if panel in BUILTIN_PANELS:
             raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
@@ -264,30 +296,35 @@ class Store:
 
     def _ingest(self, conn, data: Dataset, panel: str, report: IngestReport,
                 origins: dict[tuple, str], *, replace: bool, title: str | None) -> None:
-        m, pm, s, p = schema.models, schema.panel_models, schema.scores, schema.panels
+        m, s, p = schema.models, schema.scores, schema.panels
         # panel
         if conn.execute(select(p.c.name).where(p.c.name == panel)).first() is None:
             report.panel_created = True
             conn.execute(p.insert().values(name=panel, title=title or panel, description="",
                                            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
-        # models
+        # this panel's models (the same model id in another panel is another row)
         incoming = data.models
         ids = incoming["model"].tolist()
         stored: dict[str, dict] = {}
         for i in range(0, len(ids), _CHUNK):
-            rows = conn.execute(select(m).where(m.c.model.in_(ids[i:i + _CHUNK]))).mappings().all()
+            rows = conn.execute(select(m).where((m.c.panel == panel)
+                                                & m.c.model.in_(ids[i:i + _CHUNK]))).mappings().all()
             stored.update({r["model"]: dict(r) for r in rows})
         conflicts: list[Conflict] = []
         model_ids: dict[str, int] = {}
+        has_subset = "subset" in incoming.columns
         for rec in incoming.to_dict("records"):
             rec = {k: to_python(v) for k, v in rec.items()}
             old = stored.get(rec["model"])
             if old is None:
                 values = {c: rec.get(c) for c in _META}
                 values["flags"] = values["flags"] or ""
-                res = conn.execute(m.insert().values(model=rec["model"], **values))
+                res = conn.execute(m.insert().values(panel=panel, model=rec["model"],
+                                                     subset=rec.get("subset") if has_subset else None,
+                                                     **values))
                 model_ids[rec["model"]] = res.inserted_primary_key[0]
                 report.models_added += 1
+                report.members_added += 1
                 continue
             model_ids[rec["model"]] = old["id"]
             update = {}
@@ -310,15 +347,7 @@ class Store:
             if update:
                 conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
                 report.models_updated += 1
-        # membership
-        members = set(conn.execute(select(pm.c.model_id).where(pm.c.panel == panel)).scalars())
-        subsets = incoming["subset"].tolist() if "subset" in incoming.columns else [None] * len(incoming)
-        for mid, subset in zip(ids, subsets):
-            if model_ids[mid] not in members:
-                conn.execute(pm.insert().values(panel=panel, model_id=model_ids[mid], subset=to_python(subset)))
-                members.add(model_ids[mid])
-                report.members_added += 1
-        # scores
+        # scores (of this panel's model rows only)
         existing: dict[tuple, dict] = {}
         id_list = list(model_ids.values())
         for i in range(0, len(id_list), _CHUNK):
@@ -354,7 +383,7 @@ class Store:
             shown = "; ".join(str(c) for c in conflicts[:10])
             more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
             raise StoreError(
-                f"{len(conflicts)} value(s) differ from what panel data in {self.location} "
+                f"{len(conflicts)} value(s) differ from what panel '{panel}' in {self.location} "
                 f"already holds, nothing was written: {shown}{more}",
                 hint="pass --replace to overwrite them",
             )
@@ -377,6 +406,22 @@ def _origins(data: Dataset) -> dict[tuple, str]:
             if f is not None and f is not pd.NA:
                 out.setdefault((m, b, v, src), str(f))
     return out
+
+
+def _transactional_ddl(engine: Engine) -> None:
+    """Let SQLAlchemy, not Python's sqlite3 module, begin SQLite transactions.
+
+    The module's legacy mode runs DDL (CREATE/DROP TABLE) outside any transaction, which
+    would make a failed migration half-applied; with this, ``engine.begin()`` covers DDL too.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN")
 
 
 class _Rollback(Exception):

@@ -1,5 +1,11 @@
 """The database tables (SQLAlchemy Core). Portable SQL only: SQLite by default, any
-SQLAlchemy URL (for example PostgreSQL) through ``CAPE_DB_URL``."""
+SQLAlchemy URL (for example PostgreSQL) through ``CAPE_DB_URL``.
+
+Panels are isolated by the keys themselves (schema version 2): a ``models`` row belongs to
+exactly one panel (unique on ``(panel, model)``) and carries the metadata as imported into
+that panel; a ``scores`` row belongs to exactly one ``models`` row. The same model id in two
+panels is two rows, so nothing written to one panel can change what another returns.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata", "cape_meta", "panels", "models", "panel_models", "scores", "SCHEMA_VERSION"]
+__all__ = ["metadata", "cape_meta", "panels", "models", "scores", "SCHEMA_VERSION"]
 
 #: The schema version this code writes. Bump it together with a new migration.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Marker stored in cape_meta so that a database can be recognised as CAPE's.
 APPLICATION = "cape"
@@ -46,7 +52,8 @@ models = Table(
     "models",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model", String(512), nullable=False, unique=True),
+    Column("panel", String(200), ForeignKey("panels.name"), nullable=False),
+    Column("model", String(512), nullable=False),
     Column("display_name", Text),
     Column("family", String(200)),
     Column("organisation", String(200)),
@@ -62,14 +69,8 @@ models = Table(
     Column("release_date_precision", String(5)),
     Column("flags", Text, nullable=False, default=""),
     Column("source", Text),
-)
-
-panel_models = Table(
-    "panel_models",
-    metadata,
-    Column("panel", String(200), ForeignKey("panels.name"), primary_key=True),
-    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
     Column("subset", String(64)),
+    UniqueConstraint("panel", "model", name="uq_model_per_panel"),
 )
 
 scores = Table(
@@ -89,4 +90,4 @@ scores = Table(
 )
 
 #: Every table, in an order that respects foreign keys (for dumps and tests).
-TABLES = (cape_meta, panels, models, panel_models, scores)
+TABLES = (cape_meta, panels, models, scores)
