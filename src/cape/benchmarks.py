@@ -72,7 +72,10 @@ BENCHMARKS: dict[str, Benchmark] = {
                   ("arc", "arc_c", "ai2_arc", "arc_challenge_25shot"), items=1172),
         Benchmark("arc_easy", "ARC-Easy", ("acc_norm", "acc"), ("arc_e",), items=2376),
         Benchmark("mmlu", "MMLU", ("acc",), ("hendryckstest", "mmlu_avg"), items=14042),
-        Benchmark("mmlu_pro", "MMLU-Pro", ("exact_match:custom-extract", "acc"), ("mmlupro",), items=12032),
+        # "acc" is the Open LLM Leaderboard v2 setting (leaderboard_mmlu_pro: 5-shot, multiple
+        # choice by log-likelihood); "exact_match:custom-extract" the generative CoT one.
+        Benchmark("mmlu_pro", "MMLU-Pro", ("exact_match:custom-extract", "acc"),
+                  ("mmlupro", "leaderboard_mmlu_pro"), items=12032),
         Benchmark("winogrande", "WinoGrande", ("acc",), ("wg", "wino_grande"), items=1267),
         Benchmark(
             "gsm8k",
@@ -85,14 +88,31 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("humaneval", "HumanEval", ("pass@1",), ("human_eval",), items=164),
         Benchmark("gpqa_diamond", "GPQA Diamond", ("acc_norm", "acc"),
                   ("gpqa", "gpqa_d", "gpqadiamond"), items=198),
+        # The Open LLM Leaderboard v2 "GPQA": the lm-eval group leaderboard_gpqa, i.e. gpqa_main
+        # (448), gpqa_extended (546) and gpqa_diamond (198) zero-shot, averaged over all 1192
+        # item evaluations. Not comparable with Diamond alone. The three sets nest (diamond in
+        # main in extended), so the distinct questions, used for noise floors, are the 546.
+        Benchmark("gpqa_all", "GPQA (main + extended + diamond)", ("acc_norm", "acc"),
+                  ("leaderboard_gpqa", "gpqa_main_extended_diamond"), items=546),
         Benchmark("swe_bench_verified", "SWE-bench Verified", ("resolved",),
                   ("swe", "swebench_verified", "swe_verified", "swe_bench_v"), items=500),
+        # strict_acc_mean: the mean of prompt-level and instruction-level strict accuracy, the
+        # Open LLM Leaderboard v2 IFEval score (leaderboard_ifeval, 541 prompts, 834 instructions).
         Benchmark("ifeval", "IFEval", ("prompt_level_strict_acc", "inst_level_strict_acc",
-                                       "prompt_level_loose_acc", "inst_level_loose_acc"),
-                  ("if_eval",), items=541),
+                                       "prompt_level_loose_acc", "inst_level_loose_acc",
+                                       "strict_acc_mean"),
+                  ("if_eval", "leaderboard_ifeval"), items=541),
         Benchmark("hle", "Humanity's Last Exam", ("acc",), ("humanitys_last_exam",), items=2500),
-        Benchmark("bbh", "BIG-Bench Hard", ("exact_match", "acc_norm"), ("big_bench_hard",)),
-        Benchmark("math", "MATH", ("exact_match",), ("minerva_math", "math_hard")),
+        # acc_norm: the Open LLM Leaderboard v2 setting (leaderboard_bbh: 24 tasks, 3-shot,
+        # multiple choice); exact_match: the generative setting.
+        Benchmark("bbh", "BIG-Bench Hard", ("exact_match", "acc_norm"), ("big_bench_hard", "leaderboard_bbh")),
+        Benchmark("math", "MATH", ("exact_match",), ("minerva_math",)),
+        # The level-5 problems of MATH only (lm-eval leaderboard_math_hard, 4-shot, Minerva
+        # answer checking); far harder than MATH as a whole, so a benchmark of its own.
+        Benchmark("math_lvl5", "MATH Level 5", ("exact_match",),
+                  ("math_lvl_5", "math_level_5", "math_hard", "leaderboard_math_hard"), items=1324),
+        # MuSR: murder mysteries (250), object placements (256), team allocation (250).
+        Benchmark("musr", "MuSR", ("acc_norm",), ("mu_sr", "leaderboard_musr"), items=756),
         Benchmark("piqa", "PIQA", ("acc_norm", "acc"), ()),
         Benchmark("boolq", "BoolQ", ("acc",), ()),
         Benchmark("openbookqa", "OpenBookQA", ("acc_norm", "acc"), ("obqa",)),

@@ -8,10 +8,17 @@ benchmark (any alias: ``HellaSwag``, ``hellaswag_10shot``, ``truthfulqa_mc2``; a
 
 Scores may be fractions or percentages; each column (wide) or benchmark (long) is checked,
 and a file whose units cannot be told is refused unless ``units`` is given.
+
+The Open LLM Leaderboard v2 table (``open-llm-leaderboard/contents``: a ``fullname`` column
+and score columns such as ``GPQA Raw``) has a fixed layout and is read by
+:mod:`cape.io.leaderboard`, whatever the file type; ``units`` does not apply to it.
+
+A model id is text, never markup: a model cell holding HTML (``<a href=...>``) is an error.
 """
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -21,6 +28,7 @@ from ..benchmarks import normalise_key, try_resolve
 from ..errors import InputError
 from ..units import UNITS, detect_units, parse_param_count, parse_release_date
 from .common import Rows, read_json, read_text, to_number
+from .leaderboard import is_contents_table, read_contents
 
 __all__ = ["read_table", "TABLE_SUFFIXES", "records_from_json"]
 
@@ -56,6 +64,7 @@ _LONG = {"benchmark": "benchmark", "task": "benchmark", "value": "value", "score
          "n_shot": "n_shot", "shots": "n_shot", "num_fewshot": "n_shot", "harness": "harness",
          "source": "source", "flags": "flags", "units": "units", "unit": "units"}
 _INT_FIELDS = ("d_model", "n_layers", "n_heads", "tokens")
+_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 
 
 def records_from_json(doc, path: Path) -> list[dict] | None:
@@ -63,6 +72,10 @@ def records_from_json(doc, path: Path) -> list[dict] | None:
     if isinstance(doc, list) and all(isinstance(r, dict) for r in doc):
         return doc
     if isinstance(doc, dict):
+        rows = doc.get("rows")
+        if (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
+                and all(isinstance(r.get("row"), dict) for r in rows)):
+            return [r["row"] for r in rows]  # a datasets-server /rows response
         lists = [v for v in doc.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
         if len(lists) == 1:
             return lists[0]
@@ -124,6 +137,8 @@ def read_table(path: Path, *, units: str | None = None, source: str | None = Non
     frame, offset = _load(path, text)
     if frame.empty or len(frame.columns) == 0:
         raise InputError("the table has no rows", file=label)
+    if is_contents_table(frame.columns):
+        return read_contents(frame, offset=offset, label=label, source=source or f"file:{path.name}")
     norm = {c: normalise_key(c) for c in frame.columns}
     model_col = next((c for c in frame.columns if norm[c] in _MODEL_COLS), None)
     if model_col is None:
@@ -145,6 +160,9 @@ def _model_record(rec: dict, norm: dict, model_col, row: int, label: str) -> dic
     out["model"] = None if mid is None else str(mid).strip()
     if not out["model"]:
         raise InputError("model id is empty", file=label, row=row, field=str(model_col))
+    if _HTML.search(out["model"]):
+        raise InputError("model id is HTML markup, not an id", file=label, row=row, field=str(model_col),
+                         hint="an Open LLM Leaderboard table names the model in its 'fullname' column")
     for col, value in rec.items():
         spec = _META.get(norm[col])
         if spec is None or value is None or (isinstance(value, str) and not value.strip()):
