@@ -107,13 +107,14 @@ def load_models(name: str, *, clean: bool = False, family: Sequence[str] | str |
 def ingest(paths: Sequence[str | Path] | str | Path, panel: str, *, units: str | None = None,
            source: str | None = None, family: str | None = None, kind: str | None = None,
            replace: bool = False, skip_unknown: bool = False, dry_run: bool = False,
-           db: Store | str | None = None) -> tuple[ReadResult, IngestReport]:
+           strict: bool = False, db: Store | str | None = None) -> tuple[ReadResult, IngestReport]:
     """Read files (all of them, checked completely) and store them in ``panel`` in one
-    transaction. See :func:`cape.io.read_results` and :meth:`cape.store.Store.ingest`."""
+    transaction. Only ``panel`` changes (``replace`` too): the same model in another panel
+    is a separate copy. See :func:`cape.io.read_results` and :meth:`cape.store.Store.ingest`."""
     if is_builtin(panel):
         raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
     result = read_results(paths, units=units, source=source, family=family, kind=kind,
-                          skip_unknown=skip_unknown)
+                          skip_unknown=skip_unknown, strict=strict)
     store = _store(db, must_exist=False)
     report = store.ingest(result.dataset, panel, replace=replace, dry_run=dry_run)
     return result, report

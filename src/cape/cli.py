@@ -194,11 +194,33 @@ def show(
     for b in cols:
         t.add_column(BENCHMARKS[b].title if b in BENCHMARKS else b, justify="right")
     t.add_column("flags", overflow="fold")
+    score_flags = _score_flags(panel, benchmarks, family, clean, corrected, info["variants"])
     for mid, r in frame.iterrows():
+        flags = "; ".join(x for x in (_cell(r["flags"]), score_flags.get(str(mid), "")) if x)
         t.add_row(str(mid), _cell(r["family"]), _human_count(r["params"]),
-                  *[_cell(r[c]) for c in extra], *[_cell(r[b]) for b in cols], _cell(r["flags"]))
+                  *[_cell(r[c]) for c in extra], *[_cell(r[b]) for b in cols], flags)
     out.print(t)
     _print_log(info["log"])
+
+
+def _score_flags(panel: str, benchmarks, family, clean: bool, corrected: bool,
+                 variants: dict[str, list[str]]) -> dict[str, str]:
+    """Model -> the flags of the scores shown in its benchmark columns, as
+    ``gsm8k limited:8/2376`` (the wide table's flags column shows them after the model's)."""
+    from .benchmarks import UNSPECIFIED
+
+    scores = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
+                             corrected=corrected)
+    scores = scores[scores["flags"].fillna("") != ""]
+    out: dict[str, list[str]] = {}
+    for r in scores.to_dict("records"):
+        variant = r["variant"] if isinstance(r["variant"], str) else UNSPECIFIED
+        if variant in variants.get(r["benchmark"], ()):
+            for f in str(r["flags"]).split(";"):
+                item = f"{r['benchmark']} {f.strip()}"
+                if f.strip() and item not in out.setdefault(str(r["model"]), []):
+                    out[str(r["model"])].append(item)
+    return {m: "; ".join(v) for m, v in out.items()}
 
 
 def _print_log(log: list[str]) -> None:
@@ -211,23 +233,29 @@ def _print_log(log: list[str]) -> None:
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Files or folders: CSV/TSV/Parquet/JSON tables, "
                                                       "lm-eval results JSON, Open LLM Leaderboard JSON.")],
-    panel: Annotated[str, typer.Option("--panel", "-p", help="Panel to add the models to (created if new).")],
+    panel: Annotated[str, typer.Option("--panel", "-p", help="Panel to store the results in (created if new); "
+                                                             "other panels are never changed.")],
     units: Annotated[Optional[str], typer.Option(
         "--units", help=f"Score units when a table's cannot be told: {' or '.join(UNITS)}.")] = None,
     source: Annotated[Optional[str], typer.Option(
         "--source", help="Citation recorded on every score (default: the file name).")] = None,
     family: Annotated[Optional[str], typer.Option("--family", help="Family for models that do not say.")] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="base, instruct or frontier, for models that do not say.")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Overwrite stored values that differ.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite values of this panel that differ "
+                                                            "(other panels are never changed).")] = False,
     skip_unknown: Annotated[bool, typer.Option("--skip-unknown", help="Skip benchmarks CAPE does not know "
                                                                       "instead of refusing the file.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report, write nothing.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse scores that --clean would drop, such as "
+                                                          "lm-eval runs made with --limit (flag limited).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Check files completely, then store them in one transaction (all or nothing).
 
-    Ingesting the same file twice changes nothing. A value that differs from a stored one
-    for the same model, benchmark, variant and source is an error unless --replace.
+    A panel is what you imported into it: the same model in another panel is a separate
+    copy that this command neither reads nor changes. Ingesting the same file twice changes
+    nothing. A value that differs from one this panel holds for the same model, benchmark,
+    variant and source is an error unless --replace.
     """
     total = sum(len(find_result_files(f)) if f.is_dir() else 1 for f in files)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -235,7 +263,7 @@ def ingest(
                   disable=as_json or total < 2 or not err.is_terminal) as bar:
         task = bar.add_task("reading", total=total)
         result = api.read_results(files, units=units, source=source, family=family, kind=kind,
-                                  skip_unknown=skip_unknown,
+                                  skip_unknown=skip_unknown, strict=strict,
                                   progress=lambda name: bar.update(task, advance=1, description=Path(name).name))
     from .store import Store
 

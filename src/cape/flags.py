@@ -10,7 +10,8 @@ The rules, in the order they are applied:
 ========================  ==========================================================
 rule                      effect
 ========================  ==========================================================
-``drop``                  the model and its scores leave the panel
+``drop``                  a model flag: the model and its scores leave the panel;
+                          a score flag: that score leaves the panel
 ``set_family``            the model moves to the family named by the flag's argument
 ``relabel_variant``       the score's variant becomes the flag's argument
 ``clear``                 the flag is removed (its problem is gone with another row)
@@ -82,6 +83,25 @@ FLAGS: dict[str, Flag] = {
         Flag("swe_equals_other_model", "model",
              "its SWE-bench value equals that of the model named in the argument",
              "keep", "kept, flagged"),
+        Flag("params_unknown", "model",
+             "the source gives no usable parameter count (the Open LLM Leaderboard writes 0.0 "
+             "when it could not read one); params is left empty",
+             "keep", "kept, without a size (size-based analyses leave it out)"),
+        Flag("leaderboard_flagged", "model",
+             "the Open LLM Leaderboard marks the model as flagged: a reported problem, such as "
+             "contamination, under discussion at the leaderboard",
+             "drop", "drop the model (its scores are disputed at the source)"),
+        Flag("merged", "model",
+             "a merge of other models' weights (the Open LLM Leaderboard's 'Merged' column, or "
+             "'Not_Merged' false in older files)",
+             "keep", "kept, flagged"),
+        Flag("moe", "model",
+             "a mixture-of-experts model; params is the total number of weights, not the active count",
+             "keep", "kept, flagged"),
+        Flag("hub_unavailable", "model",
+             "the source says the model is no longer available on the Hugging Face Hub, so its "
+             "scores cannot be re-checked",
+             "keep", "kept, flagged"),
         Flag("post_cutoff", "model",
              "released after the preprint's frozen panel; used only for out-of-sample checks",
              "keep", "kept; analyses exclude it from fits"),
@@ -101,6 +121,17 @@ FLAGS: dict[str, Flag] = {
         Flag("partial_aggregate", "score",
              "an average over fewer parts than the benchmark has (argument: parts found/expected)",
              "keep", "kept, flagged"),
+        Flag("limited", "score",
+             "scored on part of the task's items (an lm-eval run with --limit); the argument is "
+             "items scored/items in the task from n-samples (limited:8/2376), or the run's "
+             "config.limit where the file gives no counts (limited:limit=100)",
+             "drop", "drop the score (a partial run is not the task's score); ingest --strict "
+             "refuses it"),
+        Flag("mixed_shots", "score",
+             "a group score (MMLU) whose subtasks ran with different shot counts (the argument "
+             "lists them); n_shot is left empty",
+             "drop", "drop the score (no single shot count describes it); ingest --strict "
+             "refuses it"),
         Flag("corrected", "score",
              "value replaced by the errata layer; the source names the correction",
              "keep", "set by corrected=True"),

@@ -5,9 +5,12 @@ validated :class:`~cape.schema.Dataset`; nothing is stored. Supported:
 
 * tables: ``.csv``, ``.tsv``, ``.parquet``, ``.json`` (records), ``.jsonl``, wide or long
   (:mod:`cape.io.tables`);
-* lm-evaluation-harness 0.4.x results JSON, a file or a folder of them
-  (:mod:`cape.io.harness`);
-* Open LLM Leaderboard per-model results JSON.
+* lm-evaluation-harness results JSON (0.4.x and 0.3), a file or a folder of them
+  (:mod:`cape.io.harness`); partial runs (``--limit``) are flagged ``limited``;
+* Open LLM Leaderboard per-model results JSON;
+* the Open LLM Leaderboard v2 table (``open-llm-leaderboard/contents``) as Parquet, CSV or
+  JSON: id from ``fullname``, raw scores kept, normalised ones only as variant
+  ``normalised`` (:mod:`cape.io.leaderboard`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
-from ..schema import Dataset
+from ..flags import FLAGS, flag_name
+from ..schema import Dataset, split_flags
 from ..units import UNITS
 from .common import Rows, read_json, read_text
 from .harness import is_lmeval, is_openllm, looks_like_lmeval_without_results, read_lmeval, read_openllm
@@ -83,6 +87,7 @@ def read_results(
     family: str | None = None,
     kind: str | None = None,
     skip_unknown: bool = False,
+    strict: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ReadResult:
     """Read result files and folders into one validated dataset (nothing is stored).
@@ -90,7 +95,10 @@ def read_results(
     ``units`` ("percent" or "fraction") overrides detection for tables; ``source`` is the
     citation recorded on every score (default: the file name); ``family`` and ``kind`` fill
     in models that do not say. ``skip_unknown`` skips benchmarks CAPE does not know instead
-    of refusing the file. ``progress`` is called with each file's name as it is read.
+    of refusing the file. ``strict`` refuses any score that carries a flag whose rule
+    (:mod:`cape.flags`) is ``drop``, such as ``limited`` (an lm-eval run with ``--limit``)
+    or ``mixed_shots``; without it such scores are read and flagged. ``progress`` is called
+    with each file's name as it is read.
 
     >>> res = read_results("results/")                      # doctest: +SKIP
     >>> res.dataset.scores.head()                            # doctest: +SKIP
@@ -136,6 +144,8 @@ def read_results(
         else:
             raise InputError("no such file or folder", file=path)
     result.skipped.extend(rows.skipped)
+    if strict:
+        _refuse_dropped(rows.scores)
     if not rows.scores:
         raise InputError("no scores found in " + ", ".join(result.files or map(str, paths)))
     models = pd.DataFrame.from_records(rows.models)
@@ -146,6 +156,20 @@ def read_results(
     scores = pd.DataFrame.from_records(rows.scores)
     result.dataset = Dataset.from_frames(models, scores).validate()
     return result
+
+
+def _refuse_dropped(scores: list[dict]) -> None:
+    """``strict``: the first score whose flags --clean would drop is an error naming it."""
+    bad = [(rec, f) for rec in scores for f in split_flags(rec.get("flags"))
+           if FLAGS.get(flag_name(f)) is not None and FLAGS[flag_name(f)].rule == "drop"]
+    if bad:
+        rec, flag = bad[0]
+        more = f"; {len(bad) - 1} more flagged score(s)" if len(bad) > 1 else ""
+        meaning = FLAGS[flag_name(flag)].meaning.split(";")[0]
+        raise InputError(f"{flag}: {meaning}{more}",
+                         file=rec.get("_file"), row=rec.get("_row"), field=rec.get("_field"),
+                         hint="--strict refuses scores that --clean would drop; leave out "
+                              "--strict to store them flagged")
 
 
 # ------------------------------------------------------------------------------ export

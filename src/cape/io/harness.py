@@ -3,8 +3,24 @@
 lm-evaluation-harness 0.4.x
     ``results``: task -> {``"metric,filter"``: value, ``"metric_stderr,filter"``: se, ...};
     ``n-shot`` (or ``configs[task].num_fewshot``); ``config.model_args`` (``pretrained=...``)
-    and ``model_name``; ``group_subtasks`` (subtasks of a group are not imported when the
-    group itself is). Values are fractions and become percentages.
+    and ``model_name``; ``config.model_num_parameters``; ``group_subtasks`` (the subtasks of
+    a group, at any depth, are not imported when the group itself is). Values are fractions
+    and become percentages.
+lm-evaluation-harness 0.3
+    ``results``: task -> {``acc``: value, ``acc_stderr``: se, ...}; ``versions``; one shot
+    count for every task in ``config.num_fewshot``.
+
+Shots
+    A task's own record (``n-shot``, then ``configs[task].num_fewshot``), else the run's
+    ``config.num_fewshot``, else what the task's name says. A group takes its subtasks'
+    shots: lm-eval 0.4.3 writes ``n-shot`` 0 for an MMLU group whose 57 subjects all ran
+    5-shot. Subtasks that disagree leave ``n_shot`` empty and flag ``mixed_shots:0,5``.
+Partial runs
+    A run made with ``--limit`` scores only part of each task. ``n-samples``
+    (``effective`` of ``original``, summed over a group's subtasks) gives the counts: the
+    score is flagged ``limited:8/2376`` when fewer items were scored than the task has.
+    Without ``n-samples`` (lm-eval 0.3) a set ``config.limit`` gives ``limited:limit=100``.
+    Both flags are dropped by ``--clean`` and refused by ``--strict``.
 Open LLM Leaderboard (v1 per-model results)
     ``results``: ``"harness|task|shots"`` -> {metric: value, ``metric_stderr``: se};
     ``config_general.model_name``. MMLU is the mean accuracy over the ``hendrycksTest-*``
@@ -56,6 +72,66 @@ def _stderr(value) -> float | None:
     return None  # "N/A" and friends
 
 
+def _count(value) -> int | None:
+    """A non-negative integer from the file, else ``None`` (shot counts, item counts)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _limit(config: dict) -> float | None:
+    """``config.limit`` when the run was limited (a count, or a fraction below 1)."""
+    value = config.get("limit")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    return float(value)
+
+
+def _n_samples(doc: dict) -> dict[str, tuple[int, int]]:
+    """``n-samples``: task -> (items scored, items in the task)."""
+    raw = doc.get("n-samples")
+    out: dict[str, tuple[int, int]] = {}
+    if isinstance(raw, dict):
+        for task, counts in raw.items():
+            if isinstance(counts, dict):
+                eff, orig = _count(counts.get("effective")), _count(counts.get("original"))
+                if eff is not None and orig is not None:
+                    out[task] = (eff, orig)
+    return out
+
+
+def _descendants(task: str, groups: dict) -> tuple[list[str], list[str]]:
+    """A group's subtasks at every depth, and its leaves (subtasks that are not groups)."""
+    below: list[str] = []
+    leaves: list[str] = []
+    stack = list(reversed(groups.get(task) or []))
+    seen = {task}
+    while stack:
+        sub = stack.pop()
+        if not isinstance(sub, str) or sub in seen:
+            continue
+        seen.add(sub)
+        below.append(sub)
+        subs = groups.get(sub)
+        if isinstance(subs, list) and subs:
+            stack.extend(reversed(subs))
+        else:
+            leaves.append(sub)
+    return below, leaves
+
+
+def _has_percent(metrics) -> bool:
+    return isinstance(metrics, dict) and any(
+        key.partition(",")[0] in PERCENT_METRICS for key in metrics)
+
+
 def _model_from_args(args) -> str | None:
     if isinstance(args, dict):
         for key in ("pretrained", "model", "path", "model_name"):
@@ -72,7 +148,11 @@ def _model_from_args(args) -> str | None:
 
 def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool,
                 name: str | None = None) -> Rows:
-    """Rows from one lm-evaluation-harness results JSON (already parsed)."""
+    """Rows from one lm-evaluation-harness results JSON, 0.3 or 0.4 (already parsed).
+
+    Shots and the ``limited``/``mixed_shots`` flags follow the rules in the module's
+    docstring; ``read_results(strict=True)`` refuses the flagged scores.
+    """
     results = doc.get("results")
     if not isinstance(results, dict) or not results:
         raise InputError("lm-eval results JSON has an empty or malformed 'results' section",
@@ -86,8 +166,18 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
     shots = doc.get("n-shot") if isinstance(doc.get("n-shot"), dict) else {}
     configs = doc.get("configs") if isinstance(doc.get("configs"), dict) else {}
     groups = doc.get("group_subtasks") if isinstance(doc.get("group_subtasks"), dict) else {}
-    covered = {sub for grp, subs in groups.items() if grp in results and try_resolve(grp)
-               for sub in (subs or [])}
+    run_shots = _count(config.get("num_fewshot"))  # lm-eval 0.3: one count for every task
+    limit = _limit(config)
+    counts = _n_samples(doc)
+    covered = {sub for grp in groups if grp in results and try_resolve(grp)
+               and _has_percent(results[grp]) for sub in _descendants(grp, groups)[0]}
+
+    def own_shots(task: str) -> int | None:
+        n = _count(shots.get(task))
+        if n is None and isinstance(configs.get(task), dict):
+            n = _count(configs[task].get("num_fewshot"))
+        return run_shots if n is None else n
+
     version = doc.get("lm_eval_version")
     harness = f"lm-evaluation-harness {version}" if version else "lm-evaluation-harness"
     src = source or f"lm-eval:{name or label}"
@@ -106,10 +196,25 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
             continue
         if not isinstance(metrics, dict):
             raise InputError("task entry is not an object", file=label, row=f"results.{task}")
-        n_shot = shots.get(task)
-        if n_shot is None and isinstance(configs.get(task), dict):
-            n_shot = configs[task].get("num_fewshot")
-        n_shot = n_shot if isinstance(n_shot, int) and n_shot >= 0 else found.n_shot
+        flags: list[str] = []
+        leaves = _descendants(task, groups)[1]
+        n_shot = own_shots(task)
+        if leaves:  # a group: its subtasks ran the shots (a group's own n-shot may be 0)
+            found_shots = sorted({n for n in map(own_shots, leaves) if n is not None})
+            if len(found_shots) == 1:
+                n_shot = found_shots[0]
+            elif found_shots:
+                n_shot = None
+                flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
+        if n_shot is None and not flags:
+            n_shot = found.n_shot  # what the task's name says (hellaswag_10shot), if anything
+        parts = [task] if task in counts or not leaves else leaves
+        if all(p in counts for p in parts):
+            scored, total = (sum(counts[p][i] for p in parts) for i in (0, 1))
+            if scored < total:
+                flags.append(f"limited:{scored}/{total}")
+        elif limit is not None:
+            flags.append(f"limited:limit={limit:g}")
         for key, value in metrics.items():
             metric, _, filt = key.partition(",")
             if metric in _SKIP_KEYS or metric.endswith("_stderr"):
@@ -124,7 +229,7 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
             rows.scores.append({
                 "model": model, "benchmark": found.benchmark, "variant": variant,
                 "value": _fraction(value, **where), "stderr": _stderr(metrics.get(se_key)),
-                "n_shot": n_shot, "harness": harness, "source": src,
+                "n_shot": n_shot, "harness": harness, "source": src, "flags": ";".join(flags),
                 "_file": label, "_row": f"results.{task}", "_field": key,
             })
     return rows

@@ -119,9 +119,10 @@ def load_builtin(name: str) -> Panel:
 def clean(panel: Panel) -> Panel:
     """Resolve every flagged problem by the rule :mod:`cape.flags` states for it.
 
-    Drops models whose flags say ``drop``, moves mislabelled models to their family,
-    relabels variants, clears flags whose problem is gone, and keeps the rest as warnings.
-    The returned panel's ``log`` has one line per change.
+    Drops models whose flags say ``drop`` and scores whose own flags say ``drop`` (a partial
+    lm-eval run: ``limited``), moves mislabelled models to their family, relabels variants,
+    clears flags whose problem is gone, and keeps the rest as warnings. The returned
+    panel's ``log`` has one line per change.
     """
     models = panel.models.copy()
     scores = panel.scores.copy()
@@ -148,16 +149,24 @@ def clean(panel: Panel) -> Panel:
     models = models[~models["model"].isin(drop)].reset_index(drop=True)
     scores = scores[~scores["model"].isin(drop)].reset_index(drop=True)
     relabelled = 0
+    dropped_scores: list = []
     for i, row in scores.iterrows():
         kept = []
         for f in split_flags(row["flags"]):
             spec = FLAGS.get(flag_name(f))
-            if spec is not None and spec.rule == "relabel_variant":
+            if spec is not None and spec.rule == "drop":  # a score flag: only this score goes
+                if i not in dropped_scores:
+                    dropped_scores.append(i)
+                    log.append(f"dropped the {row['benchmark']} ({row['variant']}) score of "
+                               f"{row['model']} ({f})")
+            elif spec is not None and spec.rule == "relabel_variant":
                 scores.at[i, "variant"] = spec.target
                 relabelled += 1
             else:
                 kept.append(f)
         scores.at[i, "flags"] = join_flags(kept)
+    if dropped_scores:
+        scores = scores.drop(index=dropped_scores).reset_index(drop=True)
     if relabelled:
         log.append(f"relabelled the variant of {relabelled} scores (mc2_labelled_mc1 -> mc2)")
     return replace(panel, models=models, scores=scores, cleaned=True, log=panel.log + log)
