@@ -187,15 +187,23 @@ def try_resolve(name: str) -> BenchmarkName | None:
     return None
 
 
+#: How alike (difflib ratio) a name must be to a known one for a "did you mean" hint: a
+#: typo ("hellaswagg", "arc_chalenge") passes; another task that shares letters ("cola" and
+#: "openbookqa", "mmlu_formal_logic" and "mmlu_pro", "truthfulqa_gen" and "truthfulqa") does not.
+SUGGEST_CUTOFF = 0.85
+
+
 def suggest(name: str) -> str | None:
-    """The closest known benchmark name to ``name``, for an error message."""
+    """The known benchmark whose name ``name`` is a likely typo of, for an error message;
+    ``None`` when nothing is that close. A metric suffix is tried off as well
+    ("hellaswagg_acc" -> "hellaswagg")."""
     key = normalise_key(name)
-    match = difflib.get_close_matches(key, list(_ALIASES), n=1, cutoff=0.5)
-    if not match:
-        # try the part before the first underscore ("hellaswagg_acc" -> "hellaswagg")
-        head = key.split("_")[0]
-        match = difflib.get_close_matches(head, list(_ALIASES), n=1, cutoff=0.6)
-    return _ALIASES[match[0]][0] if match else None
+    keys = [key] + [key[: -len(s) - 1] for s in _VARIANT_SUFFIXES if key.endswith("_" + s)]
+    for k in keys:
+        match = difflib.get_close_matches(k, list(_ALIASES), n=1, cutoff=SUGGEST_CUTOFF)
+        if match:
+            return _ALIASES[match[0]][0]
+    return None
 
 
 def resolve(name: str, *, file: str | None = None, row: str | int | None = None,

@@ -76,8 +76,12 @@ def _emit_json(payload) -> None:
 
 
 def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None) -> pd.DataFrame:
-    """The wide frame an analysis command works on."""
-    return api.load_panel(panel, clean=clean, corrected=corrected, family=family)
+    """The wide frame an analysis command works on; a benchmark left out because its runs
+    conflict (see :func:`cape.panels.runs`) is named on stderr, the others work."""
+    frame = api.load_panel(panel, clean=clean, corrected=corrected, family=family)
+    for bench, why in frame.attrs["cape"].get("left_out", {}).items():
+        err.print(f"note: left out {bench}: {why}", highlight=False)
+    return frame
 
 
 def _f(v, digits: int = 3) -> str:
@@ -152,28 +156,36 @@ def show(
     corrected: CorrOpt = False,
     long: Annotated[bool, typer.Option("--long", help="One row per score (with variant, "
                                                        "shots, source and flags).")] = False,
+    history: Annotated[bool, typer.Option("--history", help="One row per score of every run, "
+                                          "with its run date and status: current (used), older "
+                                          "run, not picked or conflict.")] = False,
+    run: Annotated[Optional[str], typer.Option("--run", help="Use the run whose source contains "
+                                               "this (a date such as 2024-05-01, a file name) "
+                                               "where a model has several; default: the newest.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a panel: one row per model, one column per benchmark (percent)."""
-    if long:
+    """Show a panel: one row per model, one column per benchmark (percent). Where a model
+    has several runs of a benchmark the newest is shown; --history lists them all."""
+    if long or history:
         frame = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
-                                corrected=corrected)
+                                corrected=corrected, history=history, run=run)
         log = frame.attrs["cape"]["log"]
         if as_json:
             _emit_json({"panel": panel, "clean": clean, "corrected": corrected, "log": log,
                         "scores": _records(frame)})
             return
         t = Table(title=f"{panel}: {len(frame)} scores")
-        for col in ("model", "benchmark", "variant", "value", "stderr", "n_shot", "source", "flags"):
+        shown = ("model", "benchmark", "variant", "value", "stderr", "n_shot", "source", "flags")
+        shown += ("run_date", "status") if "status" in frame.columns else ()
+        for col in shown:
             t.add_column(col, overflow="fold", justify="right" if col in ("value", "stderr", "n_shot") else "left")
         for r in frame.to_dict("records"):
-            t.add_row(*[_cell(r[c]) for c in ("model", "benchmark", "variant", "value", "stderr",
-                                              "n_shot", "source", "flags")])
+            t.add_row(*[_cell(r[c]) for c in shown])
         out.print(t)
         _print_log(log)
         return
     frame = api.load_panel(panel, benchmarks=benchmarks, family=family, clean=clean,
-                           corrected=corrected)
+                           corrected=corrected, run=run)
     info = frame.attrs["cape"]
     if as_json:
         rows = _records(frame.reset_index())
@@ -232,7 +244,9 @@ def _print_log(log: list[str]) -> None:
 @app.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Files or folders: CSV/TSV/Parquet/JSON tables, "
-                                                      "lm-eval results JSON, Open LLM Leaderboard JSON.")],
+                                                      "lm-eval results JSON, Open LLM Leaderboard JSON, "
+                                                      "lighteval results JSON, Epoch AI Benchmarking Hub "
+                                                      "CSVs (one per benchmark, e.g. gpqa_diamond.csv).")],
     panel: Annotated[str, typer.Option("--panel", "-p", help="Panel to store the results in (created if new); "
                                                              "other panels are never changed.")],
     units: Annotated[Optional[str], typer.Option(
@@ -248,6 +262,9 @@ def ingest(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report, write nothing.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse scores that --clean would drop, such as "
                                                           "lm-eval runs made with --limit (flag limited).")] = False,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Model id for lm-eval results files (needed when the file names a local "
+                        "path such as pretrained=/data/ckpt/7B, or no model).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check files completely, then store them in one transaction (all or nothing).
@@ -263,7 +280,7 @@ def ingest(
                   disable=as_json or total < 2 or not err.is_terminal) as bar:
         task = bar.add_task("reading", total=total)
         result = api.read_results(files, units=units, source=source, family=family, kind=kind,
-                                  skip_unknown=skip_unknown, strict=strict,
+                                  skip_unknown=skip_unknown, strict=strict, model=model,
                                   progress=lambda name: bar.update(task, advance=1, description=Path(name).name))
     from .store import Store
 
@@ -362,6 +379,7 @@ from . import cli_dynamics  # noqa: E402,F401  (registers the dynamics commands)
 from . import cli_report  # noqa: E402,F401  (registers cape report)
 from . import cli_audit  # noqa: E402,F401  (registers cape audit)
 from . import cli_advise  # noqa: E402,F401  (registers cape advise)
+from . import cli_models  # noqa: E402,F401  (registers cape models list/set and cape rm)
 
 
 # ------------------------------------------------------------------------------- main

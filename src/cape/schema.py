@@ -79,8 +79,15 @@ SCORE_COLUMNS: dict[str, str] = {
     "flags": "string",
 }
 
-#: The identity of a score: a second row with the same key and another value is a conflict.
+#: The identity of a stored score: a second row with the same key and another value is a
+#: conflict (in one input, or against what a panel already holds).
 SCORE_KEY = ("model", "benchmark", "variant", "source")
+
+#: What one cell of the wide view measures: scores of one model that share this key but come
+#: from different sources (two lm-eval runs, a paper and a run) are readings of the same
+#: thing, resolved by :func:`cape.panels.runs` (newest run wins, else left out). Shots are
+#: part of it: a model's 0-shot and 8-shot gsm8k are two measurements, not a clash.
+SCORE_IDENTITY = ("model", "benchmark", "variant", "n_shot")
 
 _ORIGIN = ("_file", "_row", "_field")
 _POSITIVE_INTS = ("params", "active_params", "d_model", "n_layers", "n_heads", "tokens")

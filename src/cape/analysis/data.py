@@ -46,6 +46,10 @@ def resolve_benchmark(frame: pd.DataFrame, name: str) -> str:
         close = suggest(name)
         raise CapeError(f"unknown benchmark '{name}'",
                         hint=f"did you mean '{close}'?" if close else "see `cape benchmarks`")
+    left_out = frame.attrs.get("cape", {}).get("left_out") or {}
+    if hit.benchmark in left_out:  # an unresolved conflict between runs (cape.panels.runs)
+        raise CapeError(f"{hit.benchmark} is left out: {left_out[hit.benchmark]}",
+                        hint="pick one run (--run DATE or run=...), or remove one source")
     raise CapeError(f"benchmark '{hit.benchmark}' is not in {panel_name(frame)} "
                     f"(it has: {', '.join(cols) or 'no benchmarks'})")
 

@@ -8,6 +8,11 @@ validated :class:`~cape.schema.Dataset`; nothing is stored. Supported:
 * lm-evaluation-harness results JSON (0.4.x and 0.3), a file or a folder of them
   (:mod:`cape.io.harness`); partial runs (``--limit``) are flagged ``limited``;
 * Open LLM Leaderboard per-model results JSON;
+* lighteval results JSON (``suite|task|shots`` or ``task|shots`` keys,
+  ``config_general.model_name``) (:mod:`cape.io.lighteval`);
+* Epoch AI Benchmarking Hub CSVs, one per benchmark named by the file
+  (``gpqa_diamond.csv``; ``Model version``, ``mean_score``, ``Organization``...)
+  (:mod:`cape.io.epoch`);
 * the Open LLM Leaderboard v2 table (``open-llm-leaderboard/contents``) as Parquet, CSV or
   JSON: id from ``fullname``, raw scores kept, normalised ones only as variant
   ``normalised`` (:mod:`cape.io.leaderboard`).
@@ -26,7 +31,9 @@ from ..flags import FLAGS, flag_name
 from ..schema import Dataset, split_flags
 from ..units import UNITS
 from .common import Rows, read_json, read_text
+from .epoch import is_epoch_csv, read_epoch
 from .harness import is_lmeval, is_openllm, looks_like_lmeval_without_results, read_lmeval, read_openllm
+from .lighteval import is_lighteval, read_lighteval
 from .tables import TABLE_SUFFIXES, read_table, records_from_json
 
 __all__ = ["read_results", "ReadResult", "find_result_files", "export_frame", "write_export"]
@@ -48,7 +55,7 @@ def find_result_files(folder: Path) -> list[Path]:
 
 
 def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool,
-              name: str | None = None) -> tuple[Rows | None, str]:
+              name: str | None = None, model: str | None = None) -> tuple[Rows | None, str]:
     """Read one file. ``label`` names it in errors; ``name`` (independent of the working
     folder) names it in the default source, so re-ingesting from elsewhere changes nothing."""
     name = name or path.name
@@ -56,12 +63,15 @@ def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folde
     if suffix == ".json":
         text = read_text(path)
         doc = read_json(path, text)
+        if is_lighteval(doc):  # before is_openllm: "task|shots" keys are not v1 keys
+            return read_lighteval(doc, label=label, name=name, source=source,
+                                  skip_unknown=skip_unknown), "lighteval"
         if is_openllm(doc):
             return read_openllm(doc, label=label, name=name, source=source,
                                 skip_unknown=skip_unknown), "openllm"
         if is_lmeval(doc):
             return read_lmeval(doc, label=label, name=name, source=source,
-                               skip_unknown=skip_unknown), "lm-eval"
+                               skip_unknown=skip_unknown, model=model), "lm-eval"
         if looks_like_lmeval_without_results(doc):
             raise InputError("lm-eval JSON without a 'results' section", file=label, field="results",
                              hint="pass the results_*.json file the harness wrote")
@@ -72,6 +82,13 @@ def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folde
                               text=text, label=label), "table"
         raise InputError("JSON layout not recognised: expected a list of records, lm-eval "
                          "results or Open LLM Leaderboard results", file=label)
+    if suffix == ".csv":
+        text = read_text(path)
+        if is_epoch_csv(path, text):
+            return read_epoch(path, label=label, source=source, skip_unknown=skip_unknown,
+                              text=text), "epoch"
+        return read_table(path, units=units, source=source, skip_unknown=skip_unknown,
+                          text=text, label=label), "table"
     if suffix in TABLE_SUFFIXES:
         return read_table(path, units=units, source=source, skip_unknown=skip_unknown,
                           label=label), "table"
@@ -89,6 +106,7 @@ def read_results(
     skip_unknown: bool = False,
     strict: bool = False,
     progress: Callable[[str], None] | None = None,
+    model: str | None = None,
 ) -> ReadResult:
     """Read result files and folders into one validated dataset (nothing is stored).
 
@@ -98,7 +116,9 @@ def read_results(
     of refusing the file. ``strict`` refuses any score that carries a flag whose rule
     (:mod:`cape.flags`) is ``drop``, such as ``limited`` (an lm-eval run with ``--limit``)
     or ``mixed_shots``; without it such scores are read and flagged. ``progress`` is called
-    with each file's name as it is read.
+    with each file's name as it is read. ``model`` names the model of lm-eval results files
+    (needed where the file's id is a local path such as ``pretrained=/data/ckpt/7B``, which
+    is refused without it).
 
     >>> res = read_results("results/")                      # doctest: +SKIP
     >>> res.dataset.scores.head()                            # doctest: +SKIP
@@ -122,7 +142,7 @@ def read_results(
                     progress(label)
                 part, fmt = _read_one(f, label, units=units, source=source,
                                       skip_unknown=skip_unknown, from_folder=True,
-                                      name=f.relative_to(path).as_posix())
+                                      name=f.relative_to(path).as_posix(), model=model)
                 if part is None:
                     result.skipped.append(f"{label}: not a results file")
                     continue
@@ -137,7 +157,7 @@ def read_results(
             if progress:
                 progress(str(path))
             part, fmt = _read_one(path, str(path), units=units, source=source,
-                                  skip_unknown=skip_unknown, from_folder=False)
+                                  skip_unknown=skip_unknown, from_folder=False, model=model)
             rows.extend(part)
             result.files.append(str(path))
             result.formats[str(path)] = fmt

@@ -8,7 +8,26 @@ lm-evaluation-harness 0.4.x
     and become percentages.
 lm-evaluation-harness 0.3
     ``results``: task -> {``acc``: value, ``acc_stderr``: se, ...}; ``versions``; one shot
-    count for every task in ``config.num_fewshot``.
+    count for every task in ``config.num_fewshot``. MMLU as ``hendrycksTest-*`` subjects
+    (no aggregate in the file) becomes ``mmlu``/``acc``: the mean over subjects, the same
+    formula as the v1 Open LLM Leaderboard (:func:`mmlu_subject_mean`).
+Model id
+    ``model=`` (CLI ``--model``) sets it; otherwise ``pretrained=`` in ``config.model_args``,
+    then ``model_name``. An id that is a local path (``/data/ckpt/7B``, ``./out``, ``~/m``,
+    ``a/b/c``) names no model and is refused: pass ``model=``.
+Open LLM Leaderboard v2 suites (lm-eval 0.4 ``leaderboard_*``)
+    ``leaderboard_ifeval`` -> ``ifeval`` (the harness's four metrics, plus ``strict_acc_mean``,
+    the mean of prompt- and instruction-level strict accuracy, as the leaderboard scores it);
+    ``leaderboard_bbh`` -> ``bbh``; ``leaderboard_math_hard`` -> ``math_lvl5``;
+    ``leaderboard_gpqa`` -> ``gpqa_all``; ``leaderboard_musr`` -> ``musr``;
+    ``leaderboard_mmlu_pro`` -> ``mmlu_pro``. The group's own row is read; its shots come
+    from its subtasks, else the leaderboard's setting (:data:`cape.io.leaderboard.V2_TASKS`).
+    Where the file has subtasks but no group row, the group is lm-eval's documented
+    aggregate: the subtasks' mean weighted by their ``n-samples`` counts
+    (``partial_aggregate:n/N`` when subtasks are missing; not stored without counts).
+    A subtask (``leaderboard_bbh_navigate``, ``leaderboard_gpqa_diamond``) and the umbrella
+    group ``leaderboard`` are not benchmarks CAPE registers: skipped with a note, never
+    refused.
 
 Shots
     A task's own record (``n-shot``, then ``configs[task].num_fewshot``), else the run's
@@ -32,12 +51,46 @@ from __future__ import annotations
 from ..benchmarks import try_resolve
 from ..errors import InputError
 from .common import PERCENT_METRICS, Rows
+from .leaderboard import V2_TASKS
 
-__all__ = ["is_lmeval", "is_openllm", "read_lmeval", "read_openllm"]
+__all__ = ["is_lmeval", "is_openllm", "read_lmeval", "read_openllm", "mmlu_subject_mean",
+           "is_path_like"]
 
 _SKIP_KEYS = {"alias", "name", "sample_len", "samples", "sample_count"}
 #: MMLU subjects in the leaderboard's hendrycksTest suite (a definition of the benchmark).
 MMLU_SUBJECTS = 57
+#: lm-eval 0.4 suites whose subtasks are parts of one registered benchmark, and the
+#: umbrella groups that are no benchmark: a task below these that CAPE does not register is
+#: skipped with a note instead of refused (``leaderboard_bbh_navigate``, ``mmlu_anatomy``).
+_SUITE_PREFIXES = ("leaderboard_", "mmlu_")
+_UMBRELLA_GROUPS = {"leaderboard"}
+#: shots of the leaderboard's own lm-eval tasks (leaderboard_bbh: 3), when the file gives none
+_V2_SHOTS = {t.task: t.n_shot for t in V2_TASKS}
+#: The leaderboard groups lm-eval averages from subtasks (``aggregate_metric_list``: mean,
+#: ``weight_by_size: true`` in lm_eval/tasks/leaderboard): how their subtasks are named
+#: (prefix, suffix) and how many there are (a definition of the suite).
+_SUITE_GROUPS = {
+    "leaderboard_bbh": ("leaderboard_bbh_", "", 24),
+    "leaderboard_gpqa": ("leaderboard_gpqa_", "", 3),
+    "leaderboard_math_hard": ("leaderboard_math_", "_hard", 7),
+    "leaderboard_musr": ("leaderboard_musr_", "", 3),
+}
+
+
+def mmlu_subject_mean(values: list[float]) -> tuple[float, str]:
+    """MMLU from per-subject accuracies (percent): the unweighted mean over subjects, as the
+    v1 Open LLM Leaderboard computed it, and the flag ``partial_aggregate:n/57`` when
+    subjects are missing ("" when all 57 are there)."""
+    flag = "" if len(values) == MMLU_SUBJECTS else f"partial_aggregate:{len(values)}/{MMLU_SUBJECTS}"
+    return sum(values) / len(values), flag
+
+
+def is_path_like(model: str) -> bool:
+    """Whether a model id is a local path rather than a name (``/data/7B``, ``./out``,
+    ``~/m``, ``C:\\m``, ``a/b/c``); a Hub id has at most one ``/``."""
+    text = model.strip()
+    return (text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+            or (len(text) > 1 and text[1] == ":"))
 
 
 def is_openllm(doc) -> bool:
@@ -147,22 +200,31 @@ def _model_from_args(args) -> str | None:
 
 
 def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool,
-                name: str | None = None) -> Rows:
+                name: str | None = None, model: str | None = None) -> Rows:
     """Rows from one lm-evaluation-harness results JSON, 0.3 or 0.4 (already parsed).
+
+    ``model`` sets the model id (the file's own id is then not read); a file whose id is a
+    local path is refused without it.
 
     Shots and the ``limited``/``mixed_shots`` flags follow the rules in the module's
     docstring; ``read_results(strict=True)`` refuses the flagged scores.
     """
+    model_given = model
     results = doc.get("results")
     if not isinstance(results, dict) or not results:
         raise InputError("lm-eval results JSON has an empty or malformed 'results' section",
                          file=label, field="results")
     config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-    model = _model_from_args(config.get("model_args")) or doc.get("model_name")
+    model = model or _model_from_args(config.get("model_args")) or doc.get("model_name")
     if not model:
         raise InputError("cannot tell which model was evaluated: no model_name and no "
-                         "pretrained= in config.model_args", file=label, field="config.model_args")
+                         "pretrained= in config.model_args", file=label, field="config.model_args",
+                         hint="name it with --model NAME; model= in read_results")
     model = str(model)
+    if model_given is None and is_path_like(model):
+        raise InputError(f"the model id '{model}' is a local path, not a model name",
+                         file=label, field="config.model_args",
+                         hint="name the model with --model NAME; model= in read_results")
     shots = doc.get("n-shot") if isinstance(doc.get("n-shot"), dict) else {}
     configs = doc.get("configs") if isinstance(doc.get("configs"), dict) else {}
     groups = doc.get("group_subtasks") if isinstance(doc.get("group_subtasks"), dict) else {}
@@ -187,8 +249,22 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
     if isinstance(nparams, int) and nparams > 0:
         rec["params"] = nparams
     rows.models.append(rec)
+    def limited_flag(parts: list[str]) -> str | None:
+        if all(p in counts for p in parts):
+            scored, total = (sum(counts[p][i] for p in parts) for i in (0, 1))
+            return f"limited:{scored}/{total}" if scored < total else None
+        return f"limited:limit={limit:g}" if limit is not None else None
+
+    mmlu_subjects: list[str] = []
     for task, metrics in results.items():
         if task in covered:
+            continue
+        if task.startswith("hendrycksTest-"):  # lm-eval 0.3 MMLU: averaged below
+            mmlu_subjects.append(task)
+            continue
+        if try_resolve(task) is None and (task in _UMBRELLA_GROUPS or task.startswith(_SUITE_PREFIXES)):
+            rows.skipped.append(f"{label}: task '{task}' (a part or umbrella of a suite; not a "
+                                "registered benchmark, not stored)")
             continue
         found = rows.benchmark(task, skip_unknown=skip_unknown, label=label, what=f"task '{task}'",
                                row=f"results.{task}", field=task)
@@ -208,13 +284,21 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
                 flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
         if n_shot is None and not flags:
             n_shot = found.n_shot  # what the task's name says (hellaswag_10shot), if anything
+        if n_shot is None and not flags and task in _V2_SHOTS:
+            n_shot = _V2_SHOTS[task]  # the leaderboard's setting for its own suite
         parts = [task] if task in counts or not leaves else leaves
-        if all(p in counts for p in parts):
-            scored, total = (sum(counts[p][i] for p in parts) for i in (0, 1))
-            if scored < total:
-                flags.append(f"limited:{scored}/{total}")
-        elif limit is not None:
-            flags.append(f"limited:limit={limit:g}")
+        lim = limited_flag(parts)
+        if lim:
+            flags.append(lim)
+        if found.benchmark == "ifeval" and found.variant is None:
+            mean = _strict_acc_mean(metrics, file=label, row=f"results.{task}")
+            if mean is not None:
+                rows.scores.append({
+                    "model": model, "benchmark": "ifeval", "variant": "strict_acc_mean",
+                    "value": mean, "stderr": None, "n_shot": n_shot, "harness": harness,
+                    "source": src, "flags": ";".join(flags), "_file": label,
+                    "_row": f"results.{task}", "_field": "prompt_level_strict_acc,inst_level_strict_acc",
+                })
         for key, value in metrics.items():
             metric, _, filt = key.partition(",")
             if metric in _SKIP_KEYS or metric.endswith("_stderr"):
@@ -232,7 +316,89 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
                 "n_shot": n_shot, "harness": harness, "source": src, "flags": ";".join(flags),
                 "_file": label, "_row": f"results.{task}", "_field": key,
             })
+    for group, (prefix, suffix, expected) in _SUITE_GROUPS.items():
+        if group not in results:
+            members = [t for t in results if t.startswith(prefix) and t.endswith(suffix)
+                       and t != group and try_resolve(t) is None]
+            if members:
+                _suite_aggregate(rows, group, members, expected, results=results, counts=counts,
+                                 own_shots=own_shots, limited_flag=limited_flag, model=model,
+                                 harness=harness, src=src, label=label, where=f"results.{prefix}*")
+    if mmlu_subjects:
+        values = []
+        for task in mmlu_subjects:
+            metrics = results[task]
+            where = {"file": label, "row": f"results.{task}"}
+            if not isinstance(metrics, dict) or "acc" not in metrics:
+                raise InputError("MMLU subject has no acc", field="acc", **where)
+            values.append(_fraction(metrics["acc"], field="acc", **where))
+        value, partial = mmlu_subject_mean(values)
+        flags = [partial] if partial else []
+        found_shots = sorted({n for n in map(own_shots, mmlu_subjects) if n is not None})
+        n_shot = found_shots[0] if len(found_shots) == 1 else None
+        if len(found_shots) > 1:
+            flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
+        lim = limited_flag(mmlu_subjects)
+        if lim:
+            flags.append(lim)
+        rows.scores.append({
+            "model": model, "benchmark": "mmlu", "variant": "acc", "value": value,
+            "stderr": None, "n_shot": n_shot, "harness": harness, "source": src,
+            "flags": ";".join(flags), "_file": label, "_row": "results.hendrycksTest-*",
+            "_field": "acc",
+        })
     return rows
+
+
+def _suite_aggregate(rows: Rows, group: str, members: list[str], expected: int, *, results,
+                     counts, own_shots, limited_flag, model, harness, src, label, where) -> None:
+    """A leaderboard group whose own row the file lacks: lm-eval's documented aggregate, the
+    mean over its subtasks weighted by their item counts (``n-samples``, items scored),
+    flagged ``partial_aggregate:n/N`` when subtasks are missing. Without item counts it
+    cannot be computed and is noted as skipped."""
+    v2 = next(t for t in V2_TASKS if t.task == group)
+    key = f"{v2.variant},none"
+    if not all(t in counts for t in members):
+        rows.skipped.append(f"{label}: {group} (no row for the group and no n-samples to "
+                            "weight its subtasks; not stored)")
+        return
+    values, weights = [], []
+    for t in members:
+        metrics = results[t]
+        if not isinstance(metrics, dict) or key not in metrics:
+            rows.skipped.append(f"{label}: {group} (subtask '{t}' has no {key}; not stored)")
+            return
+        values.append(_fraction(metrics[key], file=label, row=f"results.{t}", field=key))
+        weights.append(counts[t][0])
+    if not sum(weights):
+        return
+    flags = [] if len(members) >= expected else [f"partial_aggregate:{len(members)}/{expected}"]
+    found_shots = sorted({n for n in map(own_shots, members) if n is not None})
+    n_shot = found_shots[0] if len(found_shots) == 1 else (v2.n_shot if not found_shots else None)
+    if len(found_shots) > 1:
+        flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
+    lim = limited_flag(members)
+    if lim:
+        flags.append(lim)
+    rows.scores.append({
+        "model": model, "benchmark": v2.benchmark, "variant": v2.variant,
+        "value": sum(v * w for v, w in zip(values, weights)) / sum(weights), "stderr": None,
+        "n_shot": n_shot, "harness": harness, "source": src, "flags": ";".join(flags),
+        "_file": label, "_row": where, "_field": key,
+    })
+
+
+def _strict_acc_mean(metrics, *, file, row) -> float | None:
+    """IFEval as the Open LLM Leaderboard v2 scores it: the mean of prompt-level and
+    instruction-level strict accuracy (percent); ``None`` when either is missing."""
+    if not isinstance(metrics, dict):
+        return None
+    keys = ("prompt_level_strict_acc,none", "inst_level_strict_acc,none")
+    if not all(k in metrics for k in keys):
+        keys = ("prompt_level_strict_acc", "inst_level_strict_acc")
+        if not all(k in metrics for k in keys):
+            return None
+    return sum(_fraction(metrics[k], file=file, row=row, field=k) for k in keys) / 2
 
 
 _OLL_TASKS = {"arc:challenge": "arc_challenge", "truthfulqa:mc": "truthfulqa"}
@@ -283,12 +449,11 @@ def read_openllm(doc: dict, *, label: str, source: str | None, skip_unknown: boo
                 "_field": metric,
             })
     if mmlu:
-        values = [v for v, _ in mmlu]
+        value, partial = mmlu_subject_mean([v for v, _ in mmlu])
         rows.scores.append({
             "model": str(model), "benchmark": "mmlu", "variant": "acc",
-            "value": sum(values) / len(values), "stderr": None, "n_shot": mmlu[0][1],
-            "harness": harness, "source": src,
-            "flags": "" if len(values) == MMLU_SUBJECTS else f"partial_aggregate:{len(values)}/{MMLU_SUBJECTS}",
+            "value": value, "stderr": None, "n_shot": mmlu[0][1],
+            "harness": harness, "source": src, "flags": partial,
             "_file": label, "_row": "results.hendrycksTest-*", "_field": "acc",
         })
     return rows

@@ -65,6 +65,8 @@ _LONG = {"benchmark": "benchmark", "task": "benchmark", "value": "value", "score
          "source": "source", "flags": "flags", "units": "units", "unit": "units"}
 _INT_FIELDS = ("d_model", "n_layers", "n_heads", "tokens")
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
+_SUFFIXED = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmbgt])$", re.I)
+_SCALE = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 
 
 def records_from_json(doc, path: Path) -> list[dict] | None:
@@ -176,6 +178,9 @@ def _model_record(rec: dict, norm: dict, model_col, row: int, label: str) -> dic
                 if pc.active is not None:
                     out["active_params"] = pc.active
         elif target in _INT_FIELDS or target == "flops":
+            suffixed = _SUFFIXED.match(value.strip()) if target == "tokens" and isinstance(value, str) else None
+            if suffixed:  # a token count written 1T, 300B, 1.4t
+                value = float(suffixed.group(1)) * _SCALE[suffixed.group(2).lower()]
             number = to_number(value, **where)
             if number is not None:
                 number *= mult or 1
@@ -235,6 +240,13 @@ def _read_wide(frame, norm, model_col, offset, label, source, units, skip_unknow
         if found is not None:
             bench_cols[col] = found
     if not bench_cols:
+        from .metadata import is_metadata_columns
+
+        if is_metadata_columns(frame.columns):
+            raise InputError("this is a model metadata table (model and "
+                             f"{', '.join(str(c) for c in frame.columns if c != model_col)}), "
+                             "not scores: it has no benchmark columns", file=label,
+                             hint="apply it to a panel with `cape models set PANEL FILE`")
         raise InputError("no benchmark columns found", file=label,
                          hint="a wide table needs a model column and one column per benchmark")
     scores = []

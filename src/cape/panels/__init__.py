@@ -21,7 +21,7 @@ from ..flags import FLAGS, flag_arg, flag_name
 from ..schema import Dataset, join_flags, split_flags
 
 __all__ = ["Panel", "BUILTIN_PANELS", "is_builtin", "load_builtin", "clean", "correct",
-           "select", "wide"]
+           "select", "wide", "runs", "run_dates", "RUN_STATUSES"]
 
 #: The reference panels, in the order `cape panels` lists them.
 BUILTIN_PANELS = ("paper-base", "paper-pythia", "paper-nc", "paper-frontier", "openllm-v1-base")
@@ -220,34 +220,160 @@ def select(panel: Panel, *, benchmarks: list[str] | None = None,
     return replace(panel, models=models.reset_index(drop=True), scores=scores.reset_index(drop=True))
 
 
-def wide(panel: Panel, *, variant_columns: bool = False) -> pd.DataFrame:
+#: The run time in an lm-evaluation-harness 0.4 results file name, as it is in the score's
+#: default source: ``results_2024-05-01T10-00-00.123456.json`` (``:`` in place of ``-`` too).
+_RUN_STAMP = r"results_(\d{4}-\d{2}-\d{2})T(\d{2})[-:](\d{2})[-:](\d{2}(?:\.\d+)?)"
+
+RUN_STATUSES = ("current", "older run", "not picked", "conflict")
+
+
+def run_dates(sources: pd.Series) -> pd.Series:
+    """When each score's run was made, from the ``results_<ISO time>.json`` file name that
+    lm-eval 0.4 writes (kept in the default source); ``NaT`` when the source names none."""
+    parts = sources.astype("string").str.extract(_RUN_STAMP)
+    stamp = parts[0] + "T" + parts[1] + ":" + parts[2] + ":" + parts[3]
+    return pd.to_datetime(stamp, format="ISO8601", errors="coerce")
+
+
+def runs(scores: pd.DataFrame, *, run: str | None = None) -> pd.DataFrame:
+    """The rule for several readings of one score (same model, benchmark, variant and
+    shots, :data:`cape.schema.SCORE_IDENTITY`, from different sources).
+
+    Returns a copy of ``scores`` with ``run_date`` (see :func:`run_dates`), ``status`` and
+    ``current`` (``status == "current"``):
+
+    * ``run`` given (a piece of the source, e.g. a date ``2024-05-01`` or a file name): where
+      a reading's source contains it, that reading is the one used; the others of the same
+      score are ``not picked``. A ``run`` no source contains is an error.
+    * readings that all have a run date: the newest is ``current``, older ones are kept as
+      history (``older run``);
+    * readings that all give one value (the same number from two sources): all ``current``;
+    * otherwise (different values and no date to order them, or the newest date shared by
+      readings that differ): those readings are ``conflict`` and the wide view leaves that
+      benchmark out, with a note naming it.
+    """
+    s = scores.copy()
+    s["variant"] = s["variant"].fillna(UNSPECIFIED)
+    s["run_date"] = run_dates(s["source"]) if len(s) else pd.Series(dtype="datetime64[ns]")
+    status = pd.Series("current", index=s.index, dtype=object)
+    if s.empty:
+        return s.assign(run_date=pd.array([], dtype="string"), status=status,
+                        current=status == "current")
+    key = [s["model"].astype(str), s["benchmark"].astype(str), s["variant"].astype(str),
+           s["n_shot"].astype("Float64").fillna(-1)]
+    if run:
+        hit = s["source"].fillna("").astype(str).str.contains(run, regex=False)
+        if not hit.any():
+            raise CapeError(f"no score comes from a run matching '{run}'",
+                            hint="see the sources with `cape show PANEL --history`")
+        status[hit.groupby(key).transform("any") & ~hit] = "not picked"
+    live = status == "current"
+    value = s["value"].astype(float).round(9).where(live)
+    date = s["run_date"].where(live)
+    g = lambda x: x.groupby(key, dropna=False)  # noqa: E731
+    n_live = g(live).transform("sum")
+    dated = g(date.notna()).transform("sum") == n_live
+    newest = date == g(date).transform("max")
+    at_newest = g(value.where(newest)).transform("nunique")
+    n_values = g(value).transform("nunique")
+    by_date = live & dated & (n_live > 1)
+    status[by_date & ~newest] = "older run"
+    status[live & ((by_date & newest & (at_newest > 1)) | (~dated & (n_values > 1)))] = "conflict"
+    iso = s["run_date"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str.removesuffix(".000000")
+    return s.assign(run_date=iso.astype("string"), status=status, current=status == "current")
+
+
+def _conflict_notes(resolved: pd.DataFrame, panel: str) -> dict[str, str]:
+    """Benchmark -> one line on its first unresolved conflict, counting distinct values."""
+    bad = resolved[resolved["status"] == "conflict"]
+    notes: dict[str, str] = {}
+    for bench, rows in bad.groupby("benchmark", sort=False):
+        first = rows.iloc[0]
+        same = rows[(rows["model"] == first["model"]) & (rows["variant"] == first["variant"])
+                    & (rows["n_shot"].astype("Float64").fillna(-1) == (-1 if pd.isna(first["n_shot"])
+                                                                      else first["n_shot"]))]
+        values = sorted({round(float(v), 9) for v in same["value"]})
+        shots = "shots unknown" if pd.isna(first["n_shot"]) else f"{int(first['n_shot'])}-shot"
+        n_models = rows["model"].nunique()
+        more = f" (and {n_models - 1} other model(s))" if n_models > 1 else ""
+        notes[str(bench)] = (
+            f"panel '{panel}': model '{first['model']}' has {len(values)} different {bench} "
+            f"({first['variant']}, {shots}) values {', '.join(f'{v:g}' for v in values)} from "
+            f"{same['source'].nunique()} sources ({', '.join(map(str, dict.fromkeys(same['source'])))})"
+            f"{more}, and no run date orders them")
+    return notes
+
+
+def _shot_targets(scores: pd.DataFrame, shots) -> tuple[dict[str, int | None], bool]:
+    """Benchmark -> the shots the wide view prefers, and whether the user chose them."""
+    if shots is not None:
+        if isinstance(shots, dict):
+            asked = {resolve(b, field_name="shots").benchmark: int(n) for b, n in shots.items()}
+        else:
+            asked = {b: int(shots) for b in scores["benchmark"].unique()}
+        return asked, True
+    target: dict[str, int | None] = {}
+    known = scores.dropna(subset=["n_shot"])
+    for bench, rows in known.groupby("benchmark"):
+        counts = rows.drop_duplicates(["model", "n_shot"])["n_shot"].astype(int).value_counts()
+        top = counts[counts == counts.max()].index
+        target[str(bench)] = int(min(top))
+    return target, False
+
+
+def wide(panel: Panel, *, variant_columns: bool = False, shots: int | dict | None = None,
+         run: str | None = None) -> pd.DataFrame:
     """One row per model (index ``model``), model metadata, then one column per benchmark.
 
     Where a model has several variants of a benchmark, the benchmark's preferred variant is
     used (``cape.benchmarks``); ``variant_columns=True`` gives ``benchmark:variant`` columns
-    instead. Two sources giving different values for the same model, benchmark and variant
-    is an error: use :func:`load_scores` to see both. ``df.attrs["cape"]`` records the panel,
-    the variant behind each column, and the clean/correct log.
+    instead. Where it has several shot counts (gsm8k 0-shot and 8-shot), the ``shots`` asked
+    for are used (an int for every benchmark, or ``{"gsm8k": 8}``; a model without them has
+    no value), else the shot count most models of the panel have for that benchmark (the
+    smaller on a tie). Several readings of one score (two lm-eval runs of the model) follow
+    :func:`runs`: ``run`` picks one, else the newest run wins; a benchmark whose readings
+    cannot be ordered is left out of the table with a note naming it, and the others work.
+
+    ``df.attrs["cape"]`` records the panel, the variant and shots behind each column, the
+    benchmarks ``left_out`` (with the reason), and the clean/correct log plus these notes.
     """
-    scores = panel.scores.copy()
-    scores["variant"] = scores["variant"].fillna(UNSPECIFIED)
-    # identical values from two sources are not a conflict
-    dedup = scores.drop_duplicates(["model", "benchmark", "variant", "value"])
-    clash = dedup.duplicated(["model", "benchmark", "variant"], keep=False)
-    if clash.any():
-        r = dedup[clash].iloc[0]
-        srcs = dedup[clash & (dedup["model"] == r["model"]) & (dedup["benchmark"] == r["benchmark"])]
-        raise CapeError(
-            f"panel '{panel.name}': model '{r['model']}' has {len(srcs)} different {r['benchmark']} "
-            f"({r['variant']}) values from sources {', '.join(map(str, srcs['source']))}",
-            hint="use load_scores() / `cape show --long` to see them all",
-        )
+    resolved = runs(panel.scores, run=run)
+    left_out = _conflict_notes(resolved, panel.name)
+    notes = [f"left out {b}: {why}; pick one run with run=/--run, or remove one source"
+             for b, why in left_out.items()]
+    older = resolved[(resolved["status"] == "older run") & ~resolved["benchmark"].isin(list(left_out))]
+    if len(older):
+        notes.append(f"{len(older)} score(s) of older runs kept as history, the newest run used "
+                     "(see load_scores(history=True) / `cape show --history`)")
+    dedup = resolved[resolved["current"] & ~resolved["benchmark"].isin(list(left_out))]
+    target, asked = _shot_targets(dedup, shots)
+    shot = dedup["n_shot"].astype("Float64")
+    want = dedup["benchmark"].map(target).astype("Float64")
+    hit = (shot == want).fillna(False).astype(bool)
+    if asked:
+        before = dedup[["model", "benchmark"]].drop_duplicates()
+        dedup = dedup[hit | ~dedup["benchmark"].isin(list(target))]
+        hit = hit[dedup.index]
+        lost = before.merge(dedup[["model", "benchmark"]].drop_duplicates(), how="left", indicator=True)
+        for bench, rows in lost[lost["_merge"] == "left_only"].groupby("benchmark"):
+            notes.append(f"{bench}: {len(rows)} model(s) have no {target[bench]}-shot score "
+                         f"(shots asked for): {', '.join(map(str, rows['model']))}")
+    several = (dedup.assign(_s=shot[dedup.index].fillna(-1))
+               .groupby(["model", "benchmark", "variant"])["_s"].transform("nunique") > 1)
+    for bench in sorted(set(dedup.loc[several, "benchmark"])):
+        n = target.get(bench)
+        how = "as asked" if asked else "the shot count most of its models have"
+        notes.append(f"{bench}: models with several shot counts use the {n}-shot scores ({how})")
+    rank = [variant_rank(b, v) for b, v in zip(dedup["benchmark"], dedup["variant"])]
+    dedup = dedup.assign(_rank=rank, _shot=(~hit).astype(int),
+                         _n=dedup["n_shot"].astype("Float64").fillna(10**6))
     if variant_columns:
         dedup = dedup.assign(column=dedup["benchmark"] + ":" + dedup["variant"])
+        dedup = dedup.sort_values(["model", "column", "_shot", "_n"], kind="stable")
     else:
-        rank = [variant_rank(b, v) for b, v in zip(dedup["benchmark"], dedup["variant"])]
-        dedup = dedup.assign(_rank=rank).sort_values(["model", "benchmark", "_rank"], kind="stable")
-        dedup = dedup.drop_duplicates(["model", "benchmark"]).assign(column=lambda d: d["benchmark"])
+        dedup = dedup.sort_values(["model", "benchmark", "_rank", "_shot", "_n"], kind="stable")
+        dedup = dedup.assign(column=dedup["benchmark"])
+    dedup = dedup.drop_duplicates(["model", "column"])
     order = {b: i for i, b in enumerate(BENCHMARKS)}
     cols = sorted(dedup["column"].unique(), key=lambda c: (order.get(c.split(":")[0], 999), c))
     table = dedup.pivot(index="model", columns="column", values="value")
@@ -257,13 +383,17 @@ def wide(panel: Panel, *, variant_columns: bool = False) -> pd.DataFrame:
     out.index.name = "model"
     out.columns.name = None
     variants = (dedup.groupby("column")["variant"].agg(lambda v: sorted(set(v))).to_dict())
+    used_shots = (dedup.groupby("column")["n_shot"]
+                  .agg(lambda v: sorted({int(x) for x in v.dropna()})).to_dict())
     out.attrs["cape"] = {
         "panel": panel.name,
         "benchmarks": cols,
         "variants": variants,
+        "shots": used_shots,
+        "left_out": left_out,
+        "run": run,
         "clean": panel.cleaned,
         "corrected": panel.corrected,
-        "log": list(panel.log),
+        "log": list(panel.log) + notes,
     }
     return out
-

@@ -30,12 +30,12 @@ from sqlalchemy import create_engine, delete, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from ..errors import CapeError, StoreError
+from ..errors import CapeError, InputError, StoreError
 from ..panels import BUILTIN_PANELS, Panel
 from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset, to_python
 from . import migrations, schema
 
-__all__ = ["Store", "IngestReport", "Conflict", "default_url", "cape_home"]
+__all__ = ["Store", "IngestReport", "MetadataReport", "Conflict", "default_url", "cape_home"]
 
 _PANEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Largest number of bound values per IN (...) query; SQLite's default limit is 32766.
@@ -111,6 +111,28 @@ class IngestReport:
     def changed(self) -> bool:
         return bool(self.panel_created or self.models_added or self.models_updated
                     or self.members_added or self.scores_added or self.scores_replaced)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"changed": self.changed}
+
+
+@dataclass
+class MetadataReport:
+    """What :meth:`Store.set_metadata` did (or, with ``dry_run``, would do) to one panel.
+
+    ``changes`` has one entry per changed field: ``{"model", "field", "old", "new"}``.
+    """
+
+    panel: str
+    dry_run: bool = False
+    models_added: list[str] = field(default_factory=list)
+    models_updated: int = 0
+    models_unchanged: int = 0
+    changes: list[dict] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.models_added or self.changes)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"changed": self.changed}
@@ -265,6 +287,145 @@ class Store:
             conn.execute(delete(m).where(m.c.panel == name))
             conn.execute(delete(p).where(p.c.name == name))
         return removed
+
+    # ----------------------------------------------- model metadata and deletions (issue 13)
+    def _writable_panel(self, conn, name: str) -> None:
+        if name in BUILTIN_PANELS:
+            raise CapeError(f"'{name}' is a built-in panel and read-only")
+        p = schema.panels
+        if conn.execute(select(p.c.name).where(p.c.name == name)).first() is None:
+            raise CapeError(f"no panel '{name}' in {self.location}")
+
+    def _model_rows(self, conn, panel: str, ids: list[str]) -> dict[str, dict]:
+        m = schema.models
+        stored: dict[str, dict] = {}
+        for i in range(0, len(ids), _CHUNK):
+            rows = conn.execute(select(m).where((m.c.panel == panel)
+                                                & m.c.model.in_(ids[i:i + _CHUNK]))).mappings().all()
+            stored.update({r["model"]: dict(r) for r in rows})
+        return stored
+
+    def set_metadata(self, panel: str, models: pd.DataFrame, *, add: bool = False,
+                     dry_run: bool = False) -> MetadataReport:
+        """Set the metadata of ``panel``'s models from a checked metadata table (see
+        :func:`cape.io.metadata.read_metadata`), in one transaction: all or nothing.
+
+        A missing cell (NA) leaves the stored value as it is; a given one replaces it. Models
+        the panel does not hold are an error listing them, unless ``add`` (then they join the
+        panel without scores). Only ``panel`` is read and written.
+        """
+        m = schema.models
+        fields = [c for c in _META if c not in ("flags", "source") and c in models.columns]
+        report = MetadataReport(panel=panel, dry_run=dry_run)
+        recs = models.to_dict("records")
+        try:
+            with self.engine.begin() as conn:
+                self._writable_panel(conn, panel)
+                stored = self._model_rows(conn, panel, [r["model"] for r in recs])
+                missing = [r for r in recs if r["model"] not in stored]
+                if missing and not add:
+                    where = "; ".join(f"{r['model']} ({r.get('_file')} row {r.get('_row')})"
+                                      for r in missing[:10])
+                    more = f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
+                    raise StoreError(f"{len(missing)} model(s) are not in panel '{panel}', nothing was "
+                                     f"written: {where}{more}",
+                                     hint="check the ids with `cape models list PANEL`, or pass --add "
+                                          "to add them to the panel without scores")
+                for rec in recs:
+                    new = {c: to_python(rec.get(c)) for c in fields}
+                    new = {c: v for c, v in new.items() if v is not None}
+                    old = stored.get(rec["model"])
+                    if old is None:
+                        conn.execute(m.insert().values(panel=panel, model=rec["model"], flags="", **new))
+                        report.models_added.append(rec["model"])
+                        continue
+                    update = {c: v for c, v in new.items() if not _same(v, old.get(c))}
+                    params = update.get("params", old.get("params"))
+                    active = update.get("active_params", old.get("active_params"))
+                    if params is not None and active is not None and active > params:
+                        what = "active_params" if "active_params" in update else "params"
+                        raise InputError(f"active_params {active} would exceed params {params} of "
+                                         f"'{rec['model']}' in panel '{panel}'; nothing was written",
+                                         file=rec.get("_file"), row=rec.get("_row"), field=what)
+                    if not update:
+                        report.models_unchanged += 1
+                        continue
+                    conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
+                    report.models_updated += 1
+                    report.changes += [{"model": rec["model"], "field": c, "old": old.get(c), "new": v}
+                                       for c, v in update.items() if c != "release_date_precision"]
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        return report
+
+    def panel_sources(self, panel: str) -> dict[str, int]:
+        """Source -> number of scores, for ``panel`` (a source is a run: one file's scores)."""
+        from sqlalchemy import func
+
+        m, s = schema.models, schema.scores
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.c.source, func.count()).join(m, m.c.id == s.c.model_id)
+                                .where(m.c.panel == panel).group_by(s.c.source)
+                                .order_by(s.c.source)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def delete_models(self, panel: str, models: list[str], *, dry_run: bool = False) -> dict[str, int]:
+        """Remove models (with their scores) from ``panel`` in one transaction; other panels,
+        even with the same model ids, are untouched. Every id must be in the panel (else
+        nothing is removed). Returns ``{"models": n, "scores": k}``."""
+        m, s = schema.models, schema.scores
+        ids = list(dict.fromkeys(models))
+        counts = {"models": 0, "scores": 0}
+        try:
+            with self.engine.begin() as conn:
+                self._writable_panel(conn, panel)
+                stored = self._model_rows(conn, panel, ids)
+                unknown = [i for i in ids if i not in stored]
+                if unknown:
+                    raise CapeError(f"panel '{panel}' has no model {', '.join(repr(u) for u in unknown[:10])}"
+                                    f"{' ...' if len(unknown) > 10 else ''}; nothing was removed",
+                                    hint="see `cape models list PANEL`")
+                rows = [stored[i]["id"] for i in ids]
+                for i in range(0, len(rows), _CHUNK):
+                    chunk = rows[i:i + _CHUNK]
+                    counts["scores"] += conn.execute(delete(s).where(s.c.model_id.in_(chunk))).rowcount
+                    counts["models"] += conn.execute(delete(m).where(m.c.id.in_(chunk))).rowcount
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        return counts
+
+    def delete_source(self, panel: str, source: str, *, dry_run: bool = False) -> dict[str, int]:
+        """Remove the scores of one run (one ``source``) from ``panel`` in one transaction,
+        and the models of the panel that this leaves without any score. Other panels are
+        untouched. Returns ``{"scores": k, "models": n}``."""
+        m, s = schema.models, schema.scores
+        counts = {"models": 0, "scores": 0}
+        try:
+            with self.engine.begin() as conn:
+                self._writable_panel(conn, panel)
+                hit = (select(s.c.model_id).join(m, m.c.id == s.c.model_id)
+                       .where((m.c.panel == panel) & (s.c.source == source)).distinct())
+                touched = list(conn.execute(hit).scalars())
+                if not touched:
+                    raise CapeError(f"panel '{panel}' has no scores from source '{source}'; nothing was removed",
+                                    hint="`cape show PANEL --long` lists the sources")
+                for i in range(0, len(touched), _CHUNK):
+                    chunk = touched[i:i + _CHUNK]
+                    counts["scores"] += conn.execute(
+                        delete(s).where(s.c.model_id.in_(chunk) & (s.c.source == source))).rowcount
+                    left = set(conn.execute(select(s.c.model_id).where(s.c.model_id.in_(chunk))).scalars())
+                    empty = [t for t in chunk if t not in left]
+                    if empty:
+                        counts["models"] += conn.execute(delete(m).where(m.c.id.in_(empty))).rowcount
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        return counts
 
     def ingest(self, data: Dataset, panel: str, *, replace: bool = False, dry_run: bool = False,
                title: str | None = None) -> IngestReport:
