@@ -189,6 +189,12 @@ def test_ingest_round_trip_through_the_store(csv_path):
     assert scores.loc[("01-ai/Yi-1.5-9B", "math_lvl5", "exact_match"), "value"] == pytest.approx(11.404833836858005)
     assert scores.loc[("01-ai/Yi-1.5-9B", "musr", "acc_norm"), "value"] == pytest.approx(43.278124999999995)
     assert scores.loc[("example-org/normalised-only-moe", "gpqa_all", NORMALISED), "value"] == pytest.approx(20 / 3)
+    # the panel's gpqa_all column holds raw scores only; normalised ones have a column of their own
+    wide = cape.load_panel("olb-v2")
+    assert pd.isna(wide.loc["example-org/normalised-only-moe", "gpqa_all"])
+    assert wide.loc["example-org/normalised-only-moe", "gpqa_all:normalised"] == pytest.approx(20 / 3)
+    assert wide.attrs["cape"]["variants"]["gpqa_all"] == ["acc_norm"]
+    assert wide["gpqa_all:normalised"].notna().sum() == 1
     models = cape.load_models("olb-v2").set_index("model")
     assert models.loc["01-ai/Yi-1.5-34B-Chat", "kind"] == "instruct"
     assert models.loc["01-ai/Yi-1.5-34B-Chat", "params"] == 34_389_000_000

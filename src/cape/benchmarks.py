@@ -220,6 +220,14 @@ def resolve(name: str, *, file: str | None = None, row: str | int | None = None,
     return found
 
 
+#: A score rescaled against a random baseline, (raw - b) / (1 - b): the Open LLM Leaderboard
+#: v2's "normalised" columns. Not on the benchmark's own scale.
+NORMALISED = "normalised"
+#: Variants on another scale than the benchmark's own: a panel's plain benchmark column never
+#: holds them (they get a ``benchmark:variant`` column of their own), so no column mixes scales.
+OTHER_SCALE_VARIANTS = frozenset({NORMALISED})
+
+
 def variant_rank(benchmark: str, variant: str) -> int:
     """Position of ``variant`` in the benchmark's preference order (lower is preferred)."""
     prefs = BENCHMARKS[benchmark].variants if benchmark in BENCHMARKS else ()

@@ -54,14 +54,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..benchmarks import normalise_key
+from ..benchmarks import NORMALISED, normalise_key
 from ..errors import InputError
 from .common import Rows
 
 __all__ = ["V2_TASKS", "V2Task", "is_contents_table", "read_contents", "kind_from_type", "NORMALISED"]
-
-#: Variant recorded for a leaderboard-normalised score (a rescaled score, not an accuracy).
-NORMALISED = "normalised"
 
 
 @dataclass(frozen=True)

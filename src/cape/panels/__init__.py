@@ -15,7 +15,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..benchmarks import BENCHMARKS, UNSPECIFIED, resolve, variant_rank
+from ..benchmarks import BENCHMARKS, OTHER_SCALE_VARIANTS, UNSPECIFIED, resolve, variant_rank
 from ..errors import CapeError
 from ..flags import FLAGS, flag_arg, flag_name
 from ..schema import Dataset, join_flags, split_flags
@@ -372,7 +372,9 @@ def wide(panel: Panel, *, variant_columns: bool = False, shots: int | dict | Non
         dedup = dedup.sort_values(["model", "column", "_shot", "_n"], kind="stable")
     else:
         dedup = dedup.sort_values(["model", "benchmark", "_rank", "_shot", "_n"], kind="stable")
-        dedup = dedup.assign(column=dedup["benchmark"])
+        # a variant on another scale (e.g. normalised) gets its own column, never the plain one
+        other = dedup["variant"].isin(OTHER_SCALE_VARIANTS)
+        dedup = dedup.assign(column=dedup["benchmark"].where(~other, dedup["benchmark"] + ":" + dedup["variant"]))
     dedup = dedup.drop_duplicates(["model", "column"])
     order = {b: i for i, b in enumerate(BENCHMARKS)}
     cols = sorted(dedup["column"].unique(), key=lambda c: (order.get(c.split(":")[0], 999), c))
