@@ -333,14 +333,8 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
                 raise InputError("MMLU subject has no acc", field="acc", **where)
             values.append(_fraction(metrics["acc"], field="acc", **where))
         value, partial = mmlu_subject_mean(values)
-        flags = [partial] if partial else []
-        found_shots = sorted({n for n in map(own_shots, mmlu_subjects) if n is not None})
-        n_shot = found_shots[0] if len(found_shots) == 1 else None
-        if len(found_shots) > 1:
-            flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
-        lim = limited_flag(mmlu_subjects)
-        if lim:
-            flags.append(lim)
+        n_shot, more = _members_shots_and_flags(mmlu_subjects, own_shots, limited_flag)
+        flags = ([partial] if partial else []) + more
         rows.scores.append({
             "model": model, "benchmark": "mmlu", "variant": "acc", "value": value,
             "stderr": None, "n_shot": n_shot, "harness": harness, "source": src,
@@ -348,6 +342,16 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
             "_field": "acc",
         })
     return rows
+
+
+def _members_shots_and_flags(members, own_shots, limited_flag, default=None) -> tuple[int | None, list[str]]:
+    """Shots of an aggregate from its members' own (``default`` when none says; none when
+    they disagree, flagged ``mixed_shots``) and the members' ``limited`` flag."""
+    found = sorted({n for n in map(own_shots, members) if n is not None})
+    n_shot = found[0] if len(found) == 1 else (default if not found else None)
+    flags = ["mixed_shots:" + ",".join(map(str, found))] if len(found) > 1 else []
+    lim = limited_flag(members)
+    return n_shot, flags + ([lim] if lim else [])
 
 
 def _suite_aggregate(rows: Rows, group: str, members: list[str], expected: int, *, results,
@@ -373,13 +377,8 @@ def _suite_aggregate(rows: Rows, group: str, members: list[str], expected: int, 
     if not sum(weights):
         return
     flags = [] if len(members) >= expected else [f"partial_aggregate:{len(members)}/{expected}"]
-    found_shots = sorted({n for n in map(own_shots, members) if n is not None})
-    n_shot = found_shots[0] if len(found_shots) == 1 else (v2.n_shot if not found_shots else None)
-    if len(found_shots) > 1:
-        flags.append("mixed_shots:" + ",".join(map(str, found_shots)))
-    lim = limited_flag(members)
-    if lim:
-        flags.append(lim)
+    n_shot, more = _members_shots_and_flags(members, own_shots, limited_flag, default=v2.n_shot)
+    flags += more
     rows.scores.append({
         "model": model, "benchmark": v2.benchmark, "variant": v2.variant,
         "value": sum(v * w for v, w in zip(values, weights)) / sum(weights), "stderr": None,
