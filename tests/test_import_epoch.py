@@ -64,10 +64,12 @@ def test_frontier_fit_on_ingested_epoch_files(epoch):
     assert fit.n_labs < len(set(gpqa.values()) | set(swe.values()))
 
 
-def test_unknown_benchmark_file_refused_or_skipped(epoch):
+def test_unknown_benchmark_file_kept_flagged_refused_strict_or_skipped(epoch):
     path = epoch / "frontiermath_tier_4.csv"
-    with pytest.raises(InputError, match="frontiermath_tier_4"):
-        read_results(path)
+    res = read_results(path)
+    assert set(res.dataset.scores["benchmark"]) == {"frontiermath_tier_4"} and "frontiermath_tier_4" in res.unregistered
+    with pytest.raises(InputError, match="unregistered"):
+        read_results(path, strict=True)
     res = read_results([path, epoch / "gpqa_diamond.csv"], skip_unknown=True)
     assert "frontiermath" not in set(res.dataset.scores["benchmark"])
     assert any("frontiermath_tier_4.csv" in line for line in res.skipped)

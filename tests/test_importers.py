@@ -40,15 +40,27 @@ def test_lmeval_na_stderr_is_missing(fixtures, tmp_path):
     assert s["stderr"].isna().all() and s["value"].iloc[0] == pytest.approx(30.0)
 
 
-def test_lmeval_unknown_task_can_be_skipped(fixtures, tmp_path):
+def test_lmeval_unknown_task_is_kept_flagged_skipped_or_refused(fixtures, tmp_path):
     doc = json.loads(next((fixtures / "lmeval").rglob("results_*.json")).read_text())
     doc["results"]["my_private_task"] = {"acc,none": 0.5}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(Exception, match="unknown benchmark 'my_private_task'"):
-        read_results(path)
+    # by default a researcher's own task is stored under its own name, flagged and listed
+    res = read_results(path)
+    own = res.dataset.scores[res.dataset.scores["benchmark"] == "my_private_task"]
+    assert len(own) == 1 and own["value"].iloc[0] == pytest.approx(50.0) and own["variant"].iloc[0] == "acc"
+    assert own["flags"].iloc[0] == "unregistered" and "my_private_task" in res.unregistered
+    known = res.dataset.scores[res.dataset.scores["benchmark"] != "my_private_task"]
+    assert not known["flags"].fillna("").str.contains("unregistered").any()
     res = read_results(path, skip_unknown=True)
-    assert any("my_private_task" in line for line in res.skipped)
+    assert any("my_private_task" in line for line in res.skipped) and not res.unregistered
+    with pytest.raises(Exception, match="unregistered"):
+        read_results(path, strict=True)
+    # a near typo of a known name is refused, never stored as a task of its own
+    doc["results"]["hellaswagg"] = doc["results"].pop("my_private_task")
+    path.write_text(json.dumps(doc))
+    with pytest.raises(Exception, match="unknown benchmark 'hellaswagg'.*did you mean 'hellaswag'"):
+        read_results(path)
 
 
 def test_openllm_results_file(fixtures):

@@ -25,6 +25,8 @@ __all__ = [
     "BENCHMARKS",
     "UNSPECIFIED",
     "normalise_key",
+    "UNREGISTERED",
+    "unregistered_name",
     "resolve",
     "try_resolve",
     "suggest",
@@ -226,6 +228,18 @@ NORMALISED = "normalised"
 #: Variants on another scale than the benchmark's own: a panel's plain benchmark column never
 #: holds them (they get a ``benchmark:variant`` column of their own), so no column mixes scales.
 OTHER_SCALE_VARIANTS = frozenset({NORMALISED})
+
+
+#: Flag of a score whose benchmark CAPE does not know (a researcher's own task), stored under
+#: its own name (see :func:`unregistered_name`).
+UNREGISTERED = "unregistered"
+
+
+def unregistered_name(name: str) -> str | None:
+    """The name an unknown task is stored under: :func:`normalise_key` of it, when that
+    starts with a letter and has at most 64 characters; else None (not storable)."""
+    key = normalise_key(str(name))
+    return key if key and key[0].isalpha() and len(key) <= 64 else None
 
 
 def variant_rank(benchmark: str, variant: str) -> int:

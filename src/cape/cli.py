@@ -290,7 +290,7 @@ def ingest(
     if as_json:
         _emit_json(report.to_dict() | {"files": result.files, "models": len(ds.models),
                                        "scores": len(ds.scores), "skipped": result.skipped,
-                                       "database": store.location})
+                                       "unregistered": result.unregistered, "database": store.location})
         return
     verb = "would add" if dry_run else "added"
     out.print(f"{'[dry run] ' if dry_run else ''}panel [bold]{panel}[/bold]"
@@ -303,6 +303,11 @@ def ingest(
         out.print("Nothing changed: the store already holds these values.")
     for line in report.replaced[:20]:
         out.print(f"  replaced {line}", highlight=False)
+    if result.unregistered:
+        out.print(f"Kept {len(result.unregistered)} task(s) CAPE does not know under their own names "
+                  "(flag unregistered; --strict refuses them):", highlight=False, markup=False)
+        for name, where in list(result.unregistered.items())[:10]:
+            out.print(f"  - {name} ({where})", highlight=False, markup=False)
     if result.skipped:
         out.print(f"Skipped {len(result.skipped)} item(s):", highlight=False)
         for line in result.skipped[:10]:

@@ -127,6 +127,10 @@ FLAGS: dict[str, Flag] = {
              "config.limit where the file gives no counts (limited:limit=100)",
              "drop", "drop the score (a partial run is not the task's score); ingest --strict "
              "refuses it"),
+        Flag("unregistered", "score",
+             "a task CAPE does not know (a researcher's own, GLUE's cola, ...), stored under its own "
+             "name with its metric as the variant; not checked against a registered definition",
+             "keep", "kept, flagged (its own column in the panel); ingest --strict refuses it"),
         Flag("mixed_shots", "score",
              "a group score (MMLU) whose subtasks ran with different shot counts (the argument "
              "lists them); n_shot is left empty",

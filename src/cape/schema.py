@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .benchmarks import BENCHMARKS, UNSPECIFIED
+from .benchmarks import BENCHMARKS, UNREGISTERED, UNSPECIFIED, unregistered_name
 from .errors import InputError
 
 __all__ = [
@@ -253,7 +253,11 @@ class Dataset:
         ids = scores["model"].astype("string").str.strip()
         _fail(scores, ids.isna() | (ids == ""), "model", lambda r: "model id is empty")
         bench = scores["benchmark"]
-        _fail(scores, bench.isna() | ~bench.isin(list(BENCHMARKS)), "benchmark",
+        flagged = scores["flags"].fillna("").astype(str).str.split(";").apply(
+            lambda fs: UNREGISTERED in fs) if "flags" in scores else pd.Series(False, index=scores.index)
+        own = bench.astype("string").map(lambda b: b is not pd.NA and unregistered_name(b) == b, na_action=None)
+        known = bench.isin(list(BENCHMARKS)) | (flagged & own.fillna(False).astype(bool))
+        _fail(scores, bench.isna() | ~known, "benchmark",
               lambda r: f"unknown benchmark '{r['benchmark']}'")
         value = scores["value"].astype("Float64")
         arr = value.to_numpy(dtype=float, na_value=np.nan)

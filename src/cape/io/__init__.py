@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..benchmarks import UNREGISTERED
 from ..flags import FLAGS, flag_name
 from ..schema import Dataset, split_flags
 from ..units import UNITS
@@ -47,6 +48,8 @@ class ReadResult:
     files: list[str] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: tasks CAPE does not know, kept under their own names (flag ``unregistered``): name -> where
+    unregistered: dict[str, str] = field(default_factory=dict)
 
 
 def find_result_files(folder: Path) -> list[Path]:
@@ -164,6 +167,11 @@ def read_results(
         else:
             raise InputError("no such file or folder", file=path)
     result.skipped.extend(rows.skipped)
+    for rec in rows.scores:               # a task CAPE does not know: kept under its own name, flagged
+        if rec["benchmark"] in rows.unregistered:
+            rec["flags"] = ";".join(filter(None, [rec.get("flags") or "", UNREGISTERED]))
+    stored = {rec["benchmark"] for rec in rows.scores}
+    result.unregistered = {k: v for k, v in rows.unregistered.items() if k in stored}
     if strict:
         _refuse_dropped(rows.scores)
     if not rows.scores:
@@ -181,15 +189,15 @@ def read_results(
 def _refuse_dropped(scores: list[dict]) -> None:
     """``strict``: the first score whose flags --clean would drop is an error naming it."""
     bad = [(rec, f) for rec in scores for f in split_flags(rec.get("flags"))
-           if FLAGS.get(flag_name(f)) is not None and FLAGS[flag_name(f)].rule == "drop"]
+           if f == UNREGISTERED or (FLAGS.get(flag_name(f)) is not None and FLAGS[flag_name(f)].rule == "drop")]
     if bad:
         rec, flag = bad[0]
         more = f"; {len(bad) - 1} more flagged score(s)" if len(bad) > 1 else ""
         meaning = FLAGS[flag_name(flag)].meaning.split(";")[0]
         raise InputError(f"{flag}: {meaning}{more}",
                          file=rec.get("_file"), row=rec.get("_row"), field=rec.get("_field"),
-                         hint="--strict refuses scores that --clean would drop; leave out "
-                              "--strict to store them flagged")
+                         hint="--strict refuses scores that --clean would drop and tasks CAPE does "
+                              "not know; leave out --strict to store them flagged")
 
 
 # ------------------------------------------------------------------------------ export

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..benchmarks import resolve, try_resolve
+from ..benchmarks import BenchmarkName, resolve, suggest, try_resolve, unregistered_name
 from ..errors import InputError
 
 __all__ = ["read_text", "read_json", "to_number", "Rows", "PERCENT_METRICS"]
@@ -89,10 +89,15 @@ class Rows:
     models: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unregistered: dict[str, str] = field(default_factory=dict)
 
     def benchmark(self, name: str, *, skip_unknown: bool, label: str, what: str,
                   row: str | int | None = None, field: str | None = None):
-        """Resolve a benchmark name; an unknown one is skipped (and noted) or refused.
+        """Resolve a benchmark name. An unknown one is skipped (and noted) with
+        ``skip_unknown``; a near typo of a known name (``hellaswagg``) is refused with the
+        name it resembles; any other unknown task is kept under its own name
+        (:func:`~cape.benchmarks.unregistered_name`), recorded in ``unregistered`` (name ->
+        where first seen) and flagged ``unregistered`` by :func:`cape.io.read_results`.
 
         Returns the :class:`~cape.benchmarks.BenchmarkName`, or ``None`` when skipped.
         """
@@ -101,10 +106,16 @@ class Rows:
             if skip_unknown:
                 self.skipped.append(f"{label}: {what} (unknown benchmark)")
                 return None
-            resolve(name, file=label, row=row, field_name=field)  # raises, naming the closest
+            own = unregistered_name(name)
+            if own is None or suggest(name):
+                resolve(name, file=label, row=row, field_name=field)  # raises, naming the closest
+            self.unregistered.setdefault(own, f"{label}: {what}")
+            return BenchmarkName(own)
         return found
 
     def extend(self, other: "Rows") -> None:
         self.models.extend(other.models)
         self.scores.extend(other.scores)
         self.skipped.extend(other.skipped)
+        for k, v in other.unregistered.items():
+            self.unregistered.setdefault(k, v)
