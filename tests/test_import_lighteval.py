@@ -47,9 +47,16 @@ def test_suite_keys_round_trip(lev):
     mmlu = s.loc[(model, "mmlu", "acc")]
     assert mmlu["value"] == pytest.approx(100 * sum(subjects) / len(subjects))
     assert mmlu["n_shot"] == 5 and mmlu["flags"] == f"partial_aggregate:{len(subjects)}/{MMLU_SUBJECTS}"
-    assert len(res.dataset.scores) == len(by_hand) + 2  # + hellaswag acc and mmlu
+    # + hellaswag acc, mmlu, and bigbench:causal_judgment kept under its own name, flagged
+    assert len(res.dataset.scores) == len(by_hand) + 3
     assert not {"all", "0", "5", "25", "10"} & set(res.dataset.scores["benchmark"])
-    assert any("bigbench:causal_judgment" in line for line in res.skipped)
+    own = s.sort_index().loc[(model, "bigbench_causal_judgment")]
+    key = next(k for k in r if "bigbench:causal_judgment" in k)
+    assert own.index.tolist() == [m for m in r[key] if not m.endswith("_stderr")]
+    assert own["value"].tolist() == pytest.approx([100 * r[key][m] for m in own.index])
+    assert (own["flags"] == "unregistered").all() and "bigbench_causal_judgment" in res.unregistered
+    skipped = read_results(lev / "results_suite-keys.json", skip_unknown=True)
+    assert any("bigbench:causal_judgment" in line for line in skipped.skipped)
     assert list(res.dataset.models["model"]) == [model]
 
 
@@ -75,8 +82,8 @@ def test_task_keys_shots_from_key_and_flags(lev):
     assert pd.isna(mmlu["n_shot"])  # subjects ran 0- and 5-shot: no one count
     assert "mixed_shots:0,5" in mmlu["flags"]
     assert not {"all", "0", "5"} & set(res.dataset.scores["benchmark"])
-    assert any("agieval:aqua-rat" in line for line in res.skipped)
-    with pytest.raises(InputError, match="limited:max_samples=100"):
+    assert "agieval_aqua_rat" in res.unregistered        # kept under its own name, flagged
+    with pytest.raises(InputError, match="limited:max_samples=100|unregistered"):
         read_results(path, strict=True)
 
 

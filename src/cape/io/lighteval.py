@@ -15,7 +15,8 @@ Tasks -> CAPE benchmarks: ``arc:challenge`` -> arc_challenge, ``arc:easy`` -> ar
 :func:`cape.io.harness.mmlu_subject_mean`, the v1 leaderboard's formula (flagged
 ``partial_aggregate:n/57`` when subjects are missing; subjects run with different shots leave
 ``n_shot`` empty and flag ``mixed_shots``). Other tasks are not benchmarks CAPE registers:
-skipped with a note. Metrics that are proportions become percentages (variant = metric name);
+kept under their own names, flagged ``unregistered``. Metrics that are proportions become
+percentages (variant = metric name);
 others (perplexity, BLEU, judge scores) are skipped with a note. A run with
 ``config_general.max_samples`` set scored part of each task: flagged ``limited:max_samples=N``.
 """
@@ -71,8 +72,9 @@ def read_lighteval(doc: dict, *, label: str, source: str | None, skip_unknown: b
                    name: str | None = None) -> Rows:
     """Rows from one lighteval results JSON (already parsed); see the module docstring.
 
-    Unknown tasks are always skipped with a note (``skip_unknown`` changes nothing: a
-    lighteval run routinely holds tasks CAPE does not register).
+    A task CAPE does not register is kept under its own name (``suite|bigbench:causal_judgment``
+    -> ``bigbench_causal_judgment``, flagged ``unregistered``), or skipped with a note under
+    ``skip_unknown``, like every importer's unknown tasks (:meth:`cape.io.common.Rows.benchmark`).
     """
     cfg = doc.get("config_general")
     model = cfg.get("model_name") if isinstance(cfg, dict) else None
@@ -107,8 +109,11 @@ def read_lighteval(doc: dict, *, label: str, source: str | None, skip_unknown: b
             continue
         bench = LIGHTEVAL_TASKS.get(task)
         if bench is None:
-            rows.skipped.append(f"{label}: task '{key}' (not a benchmark CAPE registers)")
-            continue
+            found = rows.benchmark(task, skip_unknown=skip_unknown, label=label, what=f"task '{key}'",
+                                   row=f"results.{key}", field=key)
+            if found is None:
+                continue
+            bench = found.benchmark
         for metric, value in metrics.items():
             if metric.endswith("_stderr"):
                 continue
