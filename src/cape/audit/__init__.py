@@ -299,8 +299,9 @@ class AuditResult(Result):
         if self.replication is not None:
             rep = self.replication
             reason = getattr(rep, "verdict_reason", "")
-            split = getattr(rep, "verdict_split", "")
-            text += (f" Independent replication on {rep.panel} (a flip within families at {split.split('= ')[-1]}): "
+            flip = getattr(rep, "flip", None)
+            where = fmt_num(flip.n_c) if flip is not None else getattr(rep, "verdict_split", "")
+            text += (f" Independent replication on {rep.panel} (a flip within families at {where}): "
                      f"{rep.verdict}" + (f" ({reason})" if reason else "") + ".")
         return text
 
