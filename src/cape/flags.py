@@ -136,6 +136,12 @@ FLAGS: dict[str, Flag] = {
              "lists them); n_shot is left empty",
              "drop", "drop the score (no single shot count describes it); ingest --strict "
              "refuses it"),
+        Flag("items_mismatch", "score",
+             "the run scored another item set than the benchmark's: the argument is items in "
+             "the file's task (n-samples) / items the benchmark has (items_mismatch:5000/1324: "
+             "lm-eval's leaderboard_math_hard version 2.0 read all MATH levels, not level 5)",
+             "drop", "drop the score (it measures another set of items); ingest --strict "
+             "refuses it"),
         Flag("corrected", "score",
              "value replaced by the errata layer; the source names the correction",
              "keep", "set by corrected=True"),

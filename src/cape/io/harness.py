@@ -22,9 +22,16 @@ Open LLM Leaderboard v2 suites (lm-eval 0.4 ``leaderboard_*``)
     ``leaderboard_gpqa`` -> ``gpqa_all``; ``leaderboard_musr`` -> ``musr``;
     ``leaderboard_mmlu_pro`` -> ``mmlu_pro``. The group's own row is read; its shots come
     from its subtasks, else the leaderboard's setting (:data:`cape.io.leaderboard.V2_TASKS`).
-    Where the file has subtasks but no group row, the group is lm-eval's documented
-    aggregate: the subtasks' mean weighted by their ``n-samples`` counts
+    Where the file has subtasks but no group row, or a group row without a score (lm-eval
+    versions whose leaderboard groups had no ``aggregate_metric_list`` write only
+    ``{" ": " ", "alias": ...}`` there, lm-eval issue/PR #2340), the group is lm-eval's
+    documented aggregate: the subtasks' mean weighted by their ``n-samples`` counts
     (``partial_aggregate:n/N`` when subtasks are missing; not stored without counts).
+    A suite whose ``n-samples`` count of items (``original``, summed over its subtasks) is
+    not the suite's (:data:`_SUITE_ITEMS`) scored another item set and is flagged
+    ``items_mismatch:5000/1324``: lm-eval's ``leaderboard_math_*_hard`` task version 2.0
+    read all 5000 MATH test problems of ``DigitalLearningGmbH/MATH-lighteval``, not the
+    1324 level-5 ones (fixed in lm-eval PR #2773, version 3.0).
     A subtask (``leaderboard_bbh_navigate``, ``leaderboard_gpqa_diamond``) and the umbrella
     group ``leaderboard`` are not benchmarks CAPE registers: skipped with a note, never
     refused.
@@ -74,6 +81,17 @@ _SUITE_GROUPS = {
     "leaderboard_gpqa": ("leaderboard_gpqa_", "", 3),
     "leaderboard_math_hard": ("leaderboard_math_", "_hard", 7),
     "leaderboard_musr": ("leaderboard_musr_", "", 3),
+}
+#: Items of each leaderboard suite, summed over its subtasks as ``n-samples`` counts them
+#: (``original``): a definition of the suite, as the subtask counts above (BBH 24 tasks,
+#: GPQA main 448 + extended 546 + diamond 198, MATH level 5, MuSR 250 + 256 + 250).
+_SUITE_ITEMS = {
+    "leaderboard_bbh": 5761,
+    "leaderboard_gpqa": 1192,
+    "leaderboard_math_hard": 1324,
+    "leaderboard_musr": 756,
+    "leaderboard_ifeval": 541,
+    "leaderboard_mmlu_pro": 12032,
 }
 
 
@@ -255,6 +273,15 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
             return f"limited:{scored}/{total}" if scored < total else None
         return f"limited:limit={limit:g}" if limit is not None else None
 
+    def items_flag(task: str, parts: list[str]) -> str | None:
+        """``items_mismatch:found/expected`` when a leaderboard suite's item count (from
+        ``n-samples``) is not the suite's."""
+        want = _SUITE_ITEMS.get(task)
+        if want is None or not parts or not all(p in counts for p in parts):
+            return None
+        found_items = sum(counts[p][1] for p in parts)
+        return f"items_mismatch:{found_items}/{want}" if found_items != want else None
+
     mmlu_subjects: list[str] = []
     for task, metrics in results.items():
         if task in covered:
@@ -262,6 +289,8 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
         if task.startswith("hendrycksTest-"):  # lm-eval 0.3 MMLU: averaged below
             mmlu_subjects.append(task)
             continue
+        if task in _SUITE_GROUPS and not _has_percent(metrics):
+            continue  # a group row without a score: computed from its subtasks below
         if try_resolve(task) is None and (task in _UMBRELLA_GROUPS or task.startswith(_SUITE_PREFIXES)):
             rows.skipped.append(f"{label}: task '{task}' (a part or umbrella of a suite; not a "
                                 "registered benchmark, not stored)")
@@ -290,6 +319,9 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
         lim = limited_flag(parts)
         if lim:
             flags.append(lim)
+        mismatch = items_flag(task, parts)
+        if mismatch:
+            flags.append(mismatch)
         if found.benchmark == "ifeval" and found.variant is None:
             mean = _strict_acc_mean(metrics, file=label, row=f"results.{task}")
             if mean is not None:
@@ -317,12 +349,13 @@ def read_lmeval(doc: dict, *, label: str, source: str | None, skip_unknown: bool
                 "_file": label, "_row": f"results.{task}", "_field": key,
             })
     for group, (prefix, suffix, expected) in _SUITE_GROUPS.items():
-        if group not in results:
+        if group not in results or not _has_percent(results[group]):
             members = [t for t in results if t.startswith(prefix) and t.endswith(suffix)
                        and t != group and try_resolve(t) is None]
             if members:
                 _suite_aggregate(rows, group, members, expected, results=results, counts=counts,
-                                 own_shots=own_shots, limited_flag=limited_flag, model=model,
+                                 own_shots=own_shots, limited_flag=limited_flag,
+                                 items_flag=items_flag, model=model,
                                  harness=harness, src=src, label=label, where=f"results.{prefix}*")
     if mmlu_subjects:
         values = []
@@ -355,11 +388,13 @@ def _members_shots_and_flags(members, own_shots, limited_flag, default=None) -> 
 
 
 def _suite_aggregate(rows: Rows, group: str, members: list[str], expected: int, *, results,
-                     counts, own_shots, limited_flag, model, harness, src, label, where) -> None:
-    """A leaderboard group whose own row the file lacks: lm-eval's documented aggregate, the
-    mean over its subtasks weighted by their item counts (``n-samples``, items scored),
-    flagged ``partial_aggregate:n/N`` when subtasks are missing. Without item counts it
-    cannot be computed and is noted as skipped."""
+                     counts, own_shots, limited_flag, items_flag, model, harness, src, label,
+                     where) -> None:
+    """A leaderboard group whose own row the file lacks or holds no score: lm-eval's
+    documented aggregate, the mean over its subtasks weighted by their item counts
+    (``n-samples``, items scored), flagged ``partial_aggregate:n/N`` when subtasks are
+    missing (else ``items_mismatch`` when their items are not the suite's). Without item
+    counts it cannot be computed and is noted as skipped."""
     v2 = next(t for t in V2_TASKS if t.task == group)
     key = f"{v2.variant},none"
     if not all(t in counts for t in members):
@@ -379,6 +414,9 @@ def _suite_aggregate(rows: Rows, group: str, members: list[str], expected: int, 
     flags = [] if len(members) >= expected else [f"partial_aggregate:{len(members)}/{expected}"]
     n_shot, more = _members_shots_and_flags(members, own_shots, limited_flag, default=v2.n_shot)
     flags += more
+    mismatch = None if flags and flags[0].startswith("partial_aggregate") else items_flag(group, members)
+    if mismatch:
+        flags.append(mismatch)
     rows.scores.append({
         "model": model, "benchmark": v2.benchmark, "variant": v2.variant,
         "value": sum(v * w for v, w in zip(values, weights)) / sum(weights), "stderr": None,

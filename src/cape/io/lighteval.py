@@ -16,12 +16,15 @@ Tasks -> CAPE benchmarks: ``arc:challenge`` -> arc_challenge, ``arc:easy`` -> ar
 ``partial_aggregate:n/57`` when subjects are missing; subjects run with different shots leave
 ``n_shot`` empty and flag ``mixed_shots``). Other tasks are not benchmarks CAPE registers:
 kept under their own names, flagged ``unregistered``. Metrics that are proportions become
-percentages (variant = metric name);
+percentages (variant = metric name), sampling metrics included (``maj@8``,
+``math_pass@1:1_samples``, ``pass@k:k=1&n=1``);
 others (perplexity, BLEU, judge scores) are skipped with a note. A run with
 ``config_general.max_samples`` set scored part of each task: flagged ``limited:max_samples=N``.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..errors import InputError
 from .common import PERCENT_METRICS, Rows
@@ -42,6 +45,15 @@ _PERCENT = PERCENT_METRICS | set(_METRIC_VARIANT) | {
     "extractive_match", "quasi_exact_match", "prefix_exact_match", "prefix_quasi_exact_match",
     "qem", "pem", "pqem", "maj@4", "pass@1:1_samples",
 }
+#: Sampling metrics, all proportions: ``maj@8``, ``pass@1:32_samples``, ``G-Pass@16:48_samples``,
+#: with a scorer prefix (``math_pass@1:1_samples``, ``gpqa_pass@1:1_samples``, lighteval 0.8-0.10)
+#: or the parameters after a colon (``pass@k:k=1&n=1``, ``avg@n:n=1``, ``maj@n:n=4``, 0.11+).
+_SAMPLING = re.compile(r"^(?:[a-z0-9]+[_-])?(?:g-)?(?:pass|maj|avg)@", re.IGNORECASE)
+
+
+def _is_percent(metric: str) -> bool:
+    """Whether a lighteval metric is a proportion (a fraction in the file)."""
+    return metric in _PERCENT or bool(_SAMPLING.match(metric))
 
 
 def _split_key(key: str) -> tuple[str | None, str, int | None] | None:
@@ -104,7 +116,7 @@ def read_lighteval(doc: dict, *, label: str, source: str | None, skip_unknown: b
             raise InputError("task entry is not an object", **where)
         if task.startswith(("mmlu:", "hendrycksTest-")):
             for metric, value in metrics.items():
-                if not metric.endswith("_stderr") and metric in _PERCENT:
+                if not metric.endswith("_stderr") and _is_percent(metric):
                     mmlu.setdefault(metric, []).append((_fraction(value, field=metric, **where), shots))
             continue
         bench = LIGHTEVAL_TASKS.get(task)
@@ -117,7 +129,7 @@ def read_lighteval(doc: dict, *, label: str, source: str | None, skip_unknown: b
         for metric, value in metrics.items():
             if metric.endswith("_stderr"):
                 continue
-            if metric not in _PERCENT:
+            if not _is_percent(metric):
                 rows.skipped.append(f"{label}: {key} metric '{metric}' (not a percentage)")
                 continue
             rows.scores.append({
