@@ -37,14 +37,13 @@ def _two_runs(tmp_path, *, new_value_in=NEW):
     doc = json.loads(QWEN.read_text())
     original = doc["results"]["hellaswag"]["acc_norm,none"] * 100
     shutil.copy(QWEN, folder / OLD)
-    changed = dict(doc, date=doc["date"] + 86400)
-    changed["results"] = dict(doc["results"], hellaswag=dict(doc["results"]["hellaswag"]))
+    later = dict(doc, date=doc["date"] + 86400)
+    (folder / NEW).write_text(json.dumps(later))
+    # the changed value goes into the run named by new_value_in (its name and its date)
+    target = folder / new_value_in
+    changed = json.loads(target.read_text())
     changed["results"]["hellaswag"]["acc_norm,none"] = 0.70
-    (folder / NEW).write_text(json.dumps(changed))
-    if new_value_in == OLD:  # the changed value in the older run: swap the two files' contents
-        a, b = (folder / OLD).read_text(), (folder / NEW).read_text()
-        (folder / OLD).write_text(b)
-        (folder / NEW).write_text(a)
+    target.write_text(json.dumps(changed))
     return folder.parent, original, 70.0
 
 
@@ -76,9 +75,12 @@ def test_history_lists_every_run_with_its_status(tmp_path):
     hs = hist[(hist["benchmark"] == "hellaswag") & (hist["variant"] == "acc_norm")].set_index("status")
     assert len(hs) == 2
     assert hs.loc["older run", "value"] == pytest.approx(old)
-    assert hs.loc["older run", "run_date"] == "2025-03-03T00:05:12.300060"
+    # the run date is the file's own `date` (seconds since the epoch, UTC), not its name
+    start = json.loads(QWEN.read_text())["date"]
+    utc = lambda t: pd.Timestamp(t, unit="s").round("us").isoformat()  # noqa: E731
+    assert hs.loc["older run", "run_date"] == utc(start) == "2025-03-02T23:52:52.260894"
     assert hs.loc["current", "value"] == pytest.approx(new)
-    assert hs.loc["current", "run_date"] == "2025-03-04T00:05:12.300060"
+    assert hs.loc["current", "run_date"] == utc(start + 86400)
     assert hist["current"].sum() == (hist["status"] == "current").sum() == len(hist) // 2
     res = run_cli("show", "qwen", "--history", "--json", "-b", "hellaswag")
     assert res.returncode == 0, res.stderr
@@ -201,3 +203,77 @@ def test_the_coupling_command_runs_on_a_panel_with_a_conflict_and_names_it(tmp_p
     assert "left out gsm8k" in res.stderr and "2 different gsm8k" in res.stderr
     bad = run_cli("coupling", "--panel", "mine", "--pair", "gsm8k:truthfulqa", home=cape_home)
     assert bad.returncode != 0 and "has 2 different gsm8k" in bad.stderr
+
+
+def test_the_run_date_comes_from_the_file_when_files_are_renamed(tmp_path):
+    """Files renamed (no time in the name) and stored under a chosen source still order by
+    lm-eval's own `date`; and where a file's name and `date` disagree, `date` decides."""
+    folder, old, new = _two_runs(tmp_path)
+    qwen = folder / "Qwen__Qwen2.5-1.5B"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    # the newer run (changed value) gets the name that sorts first and reads as older
+    shutil.copy(qwen / NEW, flat / "results_2020-01-01T00-00-00.json")
+    shutil.copy(qwen / OLD, flat / "run-b.json")
+    api.ingest(flat, "renamed", skip_unknown=True)
+    assert api.load_panel("renamed").loc["Qwen/Qwen2.5-1.5B", "hellaswag"] == pytest.approx(new)
+    hist = api.load_scores("renamed", history=True, benchmarks="hellaswag")
+    assert sorted(hist["status"]) == ["current", "current", "older run", "older run"]
+    # the opposite: without a `date`, the name's time is all there is, and it decides
+    for name in ("results_2020-01-01T00-00-00.json", "run-b.json"):
+        doc = json.loads((flat / name).read_text())
+        doc.pop("date")
+        (flat / name).write_text(json.dumps(doc))
+    (flat / "run-b.json").rename(flat / "results_2019-01-01T00-00-00.json")
+    api.ingest(flat, "by-name", skip_unknown=True)
+    assert api.load_panel("by-name").loc["Qwen/Qwen2.5-1.5B", "hellaswag"] == pytest.approx(new)
+    (flat / "results_2019-01-01T00-00-00.json").rename(flat / "results_2021-01-01T00-00-00.json")
+    api.ingest(flat, "by-name-2", skip_unknown=True)
+    assert api.load_panel("by-name-2").loc["Qwen/Qwen2.5-1.5B", "hellaswag"] == pytest.approx(old)
+
+
+def test_a_long_table_can_carry_run_dates(tmp_path):
+    table = tmp_path / "runs.csv"
+    table.write_text("model,benchmark,variant,value,n_shot,source,run_date\n"
+                     "m,hellaswag,acc_norm,50,0,lab-eval-a,2024-05-02T10:00:00\n"
+                     "m,hellaswag,acc_norm,55,0,lab-eval-b,2024-05-01\n"
+                     "m,truthfulqa,mc2,40,0,lab-eval-a,2024-05-02T12:00:00+02:00\n")
+    api.ingest(table, "dated", units="percent")
+    hist = api.load_scores("dated", history=True).set_index(["benchmark", "source"])
+    assert hist.loc[("hellaswag", "lab-eval-a"), "status"] == "current"
+    assert hist.loc[("hellaswag", "lab-eval-b"), "status"] == "older run"
+    assert hist.loc[("truthfulqa", "lab-eval-a"), "run_date"] == "2024-05-02T10:00:00"  # to UTC
+    assert api.load_panel("dated").loc["m", "hellaswag"] == 50
+    # swap the dates: the other reading wins
+    table.write_text(table.read_text().replace("2024-05-02T10:00:00\n", "2024-04-30T10:00:00\n"))
+    api.ingest(table, "dated-2", units="percent")
+    assert api.load_panel("dated-2").loc["m", "hellaswag"] == 55
+
+
+def test_a_bad_run_date_is_refused_naming_file_row_and_field(tmp_path):
+    table = tmp_path / "bad.csv"
+    table.write_text("model,benchmark,value,source,run_date\nm,hellaswag,50,a,2024-05-02\n"
+                     "m,truthfulqa,40,a,last tuesday\n")
+    with pytest.raises(CapeError) as err:
+        api.ingest(table, "bad", units="percent")
+    msg = str(err.value)
+    assert "bad.csv" in msg and "row 3" in msg and "run_date" in msg and "last tuesday" in msg
+    with pytest.raises(CapeError):
+        api.load_panel("bad")  # nothing was written
+
+
+def test_a_score_stored_without_a_run_date_gets_it_on_reingest(tmp_path):
+    """A store written before schema 3 holds scores without run_date: ingesting the same file
+    again fills it in, counts the scores unchanged and raises no conflict."""
+    from sqlalchemy import update
+
+    from cape.store import Store, schema
+    folder, old, new = _two_runs(tmp_path)
+    _, first = api.ingest(folder, "later", skip_unknown=True)
+    store = Store()
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.scores).values(run_date=None))
+    assert api.load_scores("later")["run_date"].isna().all()
+    _, again = api.ingest(folder, "later", skip_unknown=True)
+    assert again.scores_unchanged == first.scores_added and again.scores_added == 0
+    assert api.load_scores("later")["run_date"].notna().all()

@@ -263,7 +263,8 @@ def _make_v1(path: Path) -> Path:
 def _v1_panel(path: Path, name: str) -> Panel:
     """A panel as the version-1 code read it (its queries, in raw SQL): the expected view."""
     mcols = ", ".join(f"m.{c}" for c in MODEL_COLUMNS)
-    scols = ", ".join(f"s.{c}" for c in SCORE_COLUMNS if c != "model")
+    v1_score_columns = [c for c in SCORE_COLUMNS if c != "run_date"]  # run_date: version 3
+    scols = ", ".join(f"s.{c}" for c in v1_score_columns if c != "model")
     with sqlite3.connect(path) as conn:
         prow = conn.execute("SELECT title, description, created_at FROM panels WHERE name = ?", (name,)).fetchone()
         mrows = conn.execute(f"SELECT {mcols}, pm.subset FROM models m JOIN panel_models pm "
@@ -273,7 +274,7 @@ def _v1_panel(path: Path, name: str) -> Panel:
                              "ORDER BY s.id", (name,)).fetchall()
     conn.close()
     models = pd.DataFrame(mrows, columns=[*MODEL_COLUMNS, "subset"])
-    scores = pd.DataFrame(srows, columns=list(SCORE_COLUMNS))
+    scores = pd.DataFrame(srows, columns=v1_score_columns)
     ds = Dataset.from_frames(models, scores if len(scores) else None)
     ds.models["flags"] = ds.models["flags"].fillna("")
     ds.scores["flags"] = ds.scores["flags"].fillna("")
@@ -291,7 +292,7 @@ def test_migration_from_v1_preserves_every_panel_view(tmp_path):
 
     store = Store(_url(db))
     with store.engine.connect() as conn:
-        assert migrations.current_version(conn) == schema.SCHEMA_VERSION == 2
+        assert migrations.current_version(conn) == schema.SCHEMA_VERSION == 3
     assert store.panel_names() == sorted(names)
     for n in names:
         got = store.panel(n)

@@ -14,7 +14,9 @@ Models
 Scores
     ``model``, ``benchmark`` (canonical name), ``variant`` (mc1/mc2, acc/acc_norm...),
     ``value`` (percent, 0-100), ``stderr`` (percentage points), ``n_shot``, ``harness``,
-    ``source`` (citation or URL) and ``flags``.
+    ``source`` (citation or URL), ``run_date`` (when the run that produced the score was
+    made, ISO ``YYYY-MM-DDTHH:MM:SS`` in UTC where the file says; orders several runs of one
+    score, :func:`cape.panels.runs`) and ``flags``.
 
 Flags are short identifiers joined by ``;`` (``untraceable;instruct_model``); a flag may
 carry an argument after a colon (``duplicate_of:Llama-3-8B``). :mod:`cape.flags` lists them.
@@ -42,6 +44,7 @@ __all__ = [
     "to_python",
     "empty_models",
     "empty_scores",
+    "normalise_run_date",
 ]
 
 KINDS = ("base", "instruct", "frontier")
@@ -76,6 +79,7 @@ SCORE_COLUMNS: dict[str, str] = {
     "n_shot": "Int64",
     "harness": "string",
     "source": "string",
+    "run_date": "string",
     "flags": "string",
 }
 
@@ -138,6 +142,20 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str], extra: tuple[str, ...] 
     for col in extra:
         if col in frame.columns:
             out[col] = frame[col].tolist()
+    return out
+
+
+def normalise_run_date(values: pd.Series) -> pd.Series:
+    """Run dates as ISO text ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` (UTC, no zone suffix); a
+    time-zone-aware input is converted to UTC; what does not parse becomes ``NA``."""
+    text = values.astype("string")
+    out = pd.Series(pd.NA, index=values.index, dtype="string")
+    given = text.notna()
+    if not given.any():
+        return out
+    parsed = pd.to_datetime(text[given], format="ISO8601", errors="coerce", utc=True)
+    iso = parsed.dt.tz_localize(None).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str.removesuffix(".000000")
+    out[given] = iso.where(parsed.notna()).astype("string")
     return out
 
 
@@ -274,6 +292,12 @@ class Dataset:
               lambda r: f"stderr {r['stderr']} for {r['benchmark']} must be a non-negative number")
         _fail(scores, (scores["n_shot"] < 0).fillna(False), "n_shot",
               lambda r: f"n_shot must be >= 0, got {r['n_shot']}")
+        given = scores["run_date"].notna()
+        stamp = normalise_run_date(scores["run_date"])
+        _fail(scores, given & stamp.isna(), "run_date",
+              lambda r: f"run_date '{r['run_date']}' is not a date or time (use ISO 8601, "
+                        "e.g. 2024-05-01T12:00:00)")
+        scores["run_date"] = stamp
 
     @staticmethod
     def _dedupe_scores(scores: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,8 @@ validated :class:`~cape.schema.Dataset`; nothing is stored. Supported:
 * Epoch AI Benchmarking Hub CSVs, one per benchmark named by the file
   (``gpqa_diamond.csv``; ``Model version``, ``mean_score``, ``Organization``...)
   (:mod:`cape.io.epoch`);
+* Stanford CRFM HELM run folders (``run_spec.json`` + ``stats.json``), one run or a suite
+  of them: a folder holding ``run_spec.json`` files is read as HELM runs (:mod:`cape.io.helm`);
 * the Open LLM Leaderboard v2 table (``open-llm-leaderboard/contents``) as Parquet, CSV or
   JSON: id from ``fullname``, raw scores kept, normalised ones only as variant
   ``normalised`` (:mod:`cape.io.leaderboard`).
@@ -31,9 +33,10 @@ from ..benchmarks import UNREGISTERED
 from ..flags import FLAGS, flag_name
 from ..schema import Dataset, split_flags
 from ..units import UNITS
-from .common import Rows, read_json, read_text
+from .common import Rows, file_run_date, read_json, read_text
 from .epoch import is_epoch_csv, read_epoch
 from .harness import is_lmeval, is_openllm, looks_like_lmeval_without_results, read_lmeval, read_openllm
+from .helm import is_helm_run, read_helm
 from .lighteval import is_lighteval, read_lighteval
 from .tables import TABLE_SUFFIXES, read_table, records_from_json
 
@@ -53,8 +56,10 @@ class ReadResult:
 
 
 def find_result_files(folder: Path) -> list[Path]:
-    """Every JSON file below ``folder`` (sorted), the candidates for harness results."""
-    return sorted(p for p in folder.rglob("*.json") if p.is_file())
+    """Every JSON and CSV file below ``folder`` (sorted), the candidates for result files
+    (lm-eval, lighteval and leaderboard JSON; Epoch AI CSVs). Other tables in a folder are
+    not read: name them as files."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".csv"))
 
 
 def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool,
@@ -63,9 +68,24 @@ def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folde
     folder) names it in the default source, so re-ingesting from elsewhere changes nothing."""
     name = name or path.name
     suffix = path.suffix.lower()
+    doc: list = []  # the parsed JSON, for the run date
+    rows, fmt = _read_format(path, label, units=units, source=source, skip_unknown=skip_unknown,
+                             from_folder=from_folder, name=name, model=model, doc_out=doc)
+    if rows is not None and fmt in ("lm-eval", "openllm", "lighteval"):
+        when = file_run_date(doc[0] if doc else None, name, label=label)
+        if when is not None:
+            for rec in rows.scores:
+                rec.setdefault("run_date", when)
+    return rows, fmt
+
+
+def _read_format(path: Path, label: str, *, units, source, skip_unknown, from_folder: bool,
+                 name: str, model: str | None, doc_out: list) -> tuple[Rows | None, str]:
+    suffix = path.suffix.lower()
     if suffix == ".json":
         text = read_text(path)
         doc = read_json(path, text)
+        doc_out.append(doc)
         if is_lighteval(doc):  # before is_openllm: "task|shots" keys are not v1 keys
             return read_lighteval(doc, label=label, name=name, source=source,
                                   skip_unknown=skip_unknown), "lighteval"
@@ -90,6 +110,8 @@ def _read_one(path: Path, label: str, *, units, source, skip_unknown, from_folde
         if is_epoch_csv(path, text):
             return read_epoch(path, label=label, source=source, skip_unknown=skip_unknown,
                               text=text), "epoch"
+        if from_folder:  # a folder is read for result files; a table is named as a file
+            return None, "other"
         return read_table(path, units=units, source=source, skip_unknown=skip_unknown,
                           text=text, label=label), "table"
     if suffix in TABLE_SUFFIXES:
@@ -136,6 +158,15 @@ def read_results(
     result = ReadResult(Dataset())
     for raw in paths:
         path = Path(raw)
+        # --- HELM (cape.io.helm): a run_spec.json, or a folder holding run_spec.json files ---
+        if is_helm_run(path):
+            if progress:
+                progress(str(path))
+            rows.extend(read_helm(path, source=source, skip_unknown=skip_unknown))
+            result.files.append(str(path))
+            result.formats[str(path)] = "helm"
+            continue
+        # --- end HELM ---
         if path.is_dir():
             files = find_result_files(path)
             found = 0
@@ -154,8 +185,10 @@ def read_results(
                 result.files.append(label)
                 result.formats[label] = fmt
             if not found:
-                raise InputError("the folder holds no result files (looked for lm-eval or "
-                                 "Open LLM Leaderboard results JSON below it)", file=path)
+                raise InputError("the folder holds no result files (looked below it for lm-eval, "
+                                 "lighteval or Open LLM Leaderboard results JSON, Epoch AI CSVs "
+                                 "and HELM runs)", file=path,
+                                 hint="name a table (CSV, Parquet, JSON records) as a file, not a folder")
         elif path.exists():
             if progress:
                 progress(str(path))
@@ -217,7 +250,8 @@ def export_frame(models: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
              "release_date_precision", "model_flags", "model_source"]
     if "subset" in out.columns:
         first.append("subset")
-    rest = ["benchmark", "variant", "value", "units", "stderr", "n_shot", "harness", "source", "flags"]
+    rest = ["benchmark", "variant", "value", "units", "stderr", "n_shot", "harness", "source", "run_date",
+            "flags"]
     out = out.assign(units="percent")
     return out[[c for c in first + rest if c in out.columns]]
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..benchmarks import BenchmarkName, resolve, suggest, try_resolve, unregistered_name
 from ..errors import InputError
 
-__all__ = ["read_text", "read_json", "to_number", "Rows", "PERCENT_METRICS"]
+__all__ = ["read_text", "read_json", "to_number", "Rows", "PERCENT_METRICS", "file_run_date"]
 
 #: Metrics that are proportions (reported as fractions by the harness) and so become
 #: percentages in CAPE. Others (perplexity, bits_per_byte, BLEU maxima...) are skipped.
@@ -80,6 +82,31 @@ def to_number(value, *, file, row, field) -> float | None:
     if math.isinf(number):
         raise InputError(f"{value} is not a finite number", file=file, row=row, field=field)
     return number
+
+
+_STAMP = re.compile(r"results_(\d{4}-\d{2}-\d{2})T(\d{2})[-:](\d{2})[-:](\d{2}(?:\.\d+)?)")
+
+
+def file_run_date(doc, name: str, *, label: str) -> str | None:
+    """When the run behind a result file was made, as ISO text (UTC where known):
+
+    * lm-eval 0.4's top-level ``date`` (seconds since the epoch, the run's start);
+    * else the time in a ``results_<YYYY-MM-DDTHH-MM-SS.ffffff>.json`` file name, as lm-eval
+      0.4 and lighteval write it (the machine's local time, no zone);
+    * else ``None`` (lm-eval 0.3, tables without a ``run_date`` column).
+
+    A ``date`` that is not a number is an error naming the file.
+    """
+    date = doc.get("date") if isinstance(doc, dict) else None
+    if date is not None and not isinstance(date, bool):
+        stamp = to_number(date, file=label, row=None, field="date")
+        if stamp is not None and stamp > 0:
+            when = datetime.fromtimestamp(stamp, tz=timezone.utc).replace(tzinfo=None)
+            return when.isoformat(timespec="microseconds").removesuffix(".000000")
+    hit = _STAMP.search(Path(name).name)
+    if hit:
+        return f"{hit[1]}T{hit[2]}:{hit[3]}:{hit[4]}"
+    return None
 
 
 @dataclass

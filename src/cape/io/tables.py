@@ -4,7 +4,7 @@ Wide: one row per model, a model column, optional metadata columns, and one colu
 benchmark (any alias: ``HellaSwag``, ``hellaswag_10shot``, ``truthfulqa_mc2``; a
 ``<benchmark>_stderr`` column gives standard errors). Long: one row per score with columns
 ``model``, ``benchmark`` and ``value`` (or ``score``), optionally ``variant``, ``stderr``,
-``n_shot``, ``harness``, ``source``, ``flags`` and model metadata.
+``n_shot``, ``harness``, ``source``, ``run_date``, ``flags`` and model metadata.
 
 Scores may be fractions or percentages; each column (wide) or benchmark (long) is checked,
 and a file whose units cannot be told is refused unless ``units`` is given.
@@ -62,7 +62,8 @@ _META: dict[str, tuple[str, int | None]] = {
 _LONG = {"benchmark": "benchmark", "task": "benchmark", "value": "value", "score": "value",
          "variant": "variant", "metric": "variant", "stderr": "stderr", "se": "stderr",
          "n_shot": "n_shot", "shots": "n_shot", "num_fewshot": "n_shot", "harness": "harness",
-         "source": "source", "flags": "flags", "units": "units", "unit": "units"}
+         "source": "source", "flags": "flags", "units": "units", "unit": "units",
+         "run_date": "run_date"}
 _INT_FIELDS = ("d_model", "n_layers", "n_heads", "tokens")
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 _SUFFIXED = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmbgt])$", re.I)
@@ -308,7 +309,7 @@ def _read_long(frame, norm, model_col, offset, label, source, units, skip_unknow
             "model": model["model"], "benchmark": found.benchmark, "variant": variant,
             "n_shot": int(shots) if shots is not None else found.n_shot, "value": value,
             "stderr": se, "harness": get("harness"), "source": str(src).strip() if src else source,
-            "flags": get("flags"), "_file": label, "_row": row,
+            "flags": get("flags"), "run_date": get("run_date"), "_file": label, "_row": row,
             "_field": found.benchmark, "_units": row_units,
         })
     _convert(scores, units, label)

@@ -239,8 +239,9 @@ def runs(scores: pd.DataFrame, *, run: str | None = None) -> pd.DataFrame:
     """The rule for several readings of one score (same model, benchmark, variant and
     shots, :data:`cape.schema.SCORE_IDENTITY`, from different sources).
 
-    Returns a copy of ``scores`` with ``run_date`` (see :func:`run_dates`), ``status`` and
-    ``current`` (``status == "current"``):
+    Returns a copy of ``scores`` with ``run_date`` (the stored one, read from the result
+    file; else from the source name, :func:`run_dates`), ``status`` and ``current``
+    (``status == "current"``):
 
     * ``run`` given (a piece of the source, e.g. a date ``2024-05-01`` or a file name): where
       a reading's source contains it, that reading is the one used; the others of the same
@@ -254,7 +255,12 @@ def runs(scores: pd.DataFrame, *, run: str | None = None) -> pd.DataFrame:
     """
     s = scores.copy()
     s["variant"] = s["variant"].fillna(UNSPECIFIED)
-    s["run_date"] = run_dates(s["source"]) if len(s) else pd.Series(dtype="datetime64[ns]")
+    if len(s):
+        stored = (pd.to_datetime(s["run_date"].astype("string"), format="ISO8601", errors="coerce")
+                  if "run_date" in s else pd.Series(pd.NaT, index=s.index))
+        s["run_date"] = stored.where(stored.notna(), run_dates(s["source"]))
+    else:
+        s["run_date"] = pd.Series(dtype="datetime64[ns]")
     status = pd.Series("current", index=s.index, dtype=object)
     if s.empty:
         return s.assign(run_date=pd.array([], dtype="string"), status=status,

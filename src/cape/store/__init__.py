@@ -41,7 +41,7 @@ _PANEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Largest number of bound values per IN (...) query; SQLite's default limit is 32766.
 _CHUNK = 500
 _META = [c for c in MODEL_COLUMNS if c != "model"]
-_SCORE_FIELDS = ("value", "stderr", "n_shot", "harness", "flags")
+_SCORE_FIELDS = ("value", "stderr", "n_shot", "harness", "flags", "run_date")
 
 
 def cape_home() -> Path:
@@ -527,6 +527,10 @@ class Store:
                 inserts.append({"model_id": key[0], "benchmark": key[1], "variant": key[2],
                                 "source": key[3], **fields})
                 continue
+            if old["run_date"] is None and fields["run_date"] is not None:
+                # a score stored before run dates were kept (schema 2): the date only fills in
+                conn.execute(s.update().where(s.c.id == old["id"]).values(run_date=fields["run_date"]))
+                old = {**old, "run_date": fields["run_date"]}
             diff = [c for c in _SCORE_FIELDS if not _same(fields[c], old[c] if c != "flags" else old[c] or "")]
             if not diff:
                 report.scores_unchanged += 1

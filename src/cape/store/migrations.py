@@ -18,6 +18,10 @@ Versions:
    becomes k rows, each with the version-1 metadata and every score that panel showed
    under version 1, so each panel's view is preserved exactly. (Models in no panel, which
    no version-1 code path wrote and no panel showed, are not carried over.)
+3. ``scores.run_date`` (nullable text): when the run behind a score was made, read from
+   the result file (lm-eval's ``date``, a ``results_<time>.json`` name) so that the newest
+   run wins even where the source was renamed. Existing rows keep ``NULL``; their date is
+   still read from their source name, as before.
 """
 
 from __future__ import annotations
@@ -181,10 +185,16 @@ def _insert(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
         conn.execute(table.insert(), rows[i:i + 1000])
 
 
+def _score_run_date(conn: Connection) -> None:
+    """Version 2 -> 3: add the nullable ``scores.run_date`` column (portable ADD COLUMN)."""
+    conn.exec_driver_sql("ALTER TABLE scores ADD COLUMN run_date VARCHAR(32)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: panels, models, panel_models, scores", _initial),
     Migration(2, "panel-scoped models: models unique on (panel, model), no panel_models",
               _panel_scoped_models),
+    Migration(3, "scores.run_date: when the run behind a score was made", _score_run_date),
 )
 
 

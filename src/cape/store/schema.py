@@ -5,6 +5,7 @@ Panels are isolated by the keys themselves (schema version 2): a ``models`` row 
 exactly one panel (unique on ``(panel, model)``) and carries the metadata as imported into
 that panel; a ``scores`` row belongs to exactly one ``models`` row. The same model id in two
 panels is two rows, so nothing written to one panel can change what another returns.
+Version 3 adds ``scores.run_date``: when the run behind a score was made.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy import (
 __all__ = ["metadata", "cape_meta", "panels", "models", "scores", "SCHEMA_VERSION"]
 
 #: The schema version this code writes. Bump it together with a new migration.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Marker stored in cape_meta so that a database can be recognised as CAPE's.
 APPLICATION = "cape"
@@ -86,6 +87,7 @@ scores = Table(
     Column("harness", Text),
     Column("source", String(1000), nullable=False),
     Column("flags", Text, nullable=False, default=""),
+    Column("run_date", String(32)),
     UniqueConstraint("model_id", "benchmark", "variant", "source", name="uq_score_identity"),
 )
 
