@@ -50,6 +50,49 @@ CleanOpt = Annotated[bool, typer.Option(
 CorrOpt = Annotated[bool, typer.Option(
     "--corrected", help="Apply the panel's errata layer (paper-frontier: DeepSeek GPQA corrections).")]
 
+#: What --run/--shots chose for this invocation (set by the options' callbacks; read by _frame).
+_SELECTION: dict[str, object] = {"run": None, "shots": None}
+
+
+def parse_shots(text: str | None) -> int | dict[str, int] | None:
+    """``--shots``: ``8`` (every benchmark) or ``gsm8k=8,mmlu=5`` (per benchmark)."""
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    try:
+        if "=" not in text:
+            n = int(text)
+            if n < 0:
+                raise ValueError
+            return n
+        out: dict[str, int] = {}
+        for part in text.split(","):
+            bench, _, n = part.partition("=")
+            if not bench.strip() or int(n) < 0:
+                raise ValueError
+            out[bench.strip()] = int(n)
+        return out
+    except ValueError:
+        raise CapeError(f"--shots '{text}' is not a shot count: use 8, or gsm8k=8,mmlu=5") from None
+
+
+def _set_run(value: str | None) -> str | None:
+    _SELECTION["run"] = value
+    return value
+
+
+def _set_shots(value: str | None) -> str | None:
+    _SELECTION["shots"] = parse_shots(value)
+    return value
+
+
+RunOpt = Annotated[Optional[str], typer.Option(
+    "--run", callback=_set_run, help="Where a model has several runs of a score: use the run "
+    "whose source contains this (a date such as 2024-05-01, a file name); default: the newest.")]
+ShotsOpt = Annotated[Optional[str], typer.Option(
+    "--shots", callback=_set_shots, help="Where a model has a benchmark at several shot counts: "
+    "use these (8 for every benchmark, or gsm8k=8,mmlu=5); default: the count most models have.")]
+
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for resampling (repeatable results).")]
 ResOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
 CiOpt = Annotated[str, typer.Option("--ci", help="Bootstrap interval: bca or percentile.")]
@@ -76,9 +119,11 @@ def _emit_json(payload) -> None:
 
 
 def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None) -> pd.DataFrame:
-    """The wide frame an analysis command works on; a benchmark left out because its runs
-    conflict (see :func:`cape.panels.runs`) is named on stderr, the others work."""
-    frame = api.load_panel(panel, clean=clean, corrected=corrected, family=family)
+    """The wide frame an analysis command works on, with the command's --run and --shots; a
+    benchmark left out because its runs conflict (see :func:`cape.panels.runs`) is named on
+    stderr, the others work."""
+    frame = api.load_panel(panel, clean=clean, corrected=corrected, family=family,
+                           run=_SELECTION["run"], shots=_SELECTION["shots"])
     for bench, why in frame.attrs["cape"].get("left_out", {}).items():
         err.print(f"note: left out {bench}: {why}", highlight=False)
     return frame
@@ -159,9 +204,8 @@ def show(
     history: Annotated[bool, typer.Option("--history", help="One row per score of every run, "
                                           "with its run date and status: current (used), older "
                                           "run, not picked or conflict.")] = False,
-    run: Annotated[Optional[str], typer.Option("--run", help="Use the run whose source contains "
-                                               "this (a date such as 2024-05-01, a file name) "
-                                               "where a model has several; default: the newest.")] = None,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a panel: one row per model, one column per benchmark (percent). Where a model
@@ -185,7 +229,7 @@ def show(
         _print_log(log)
         return
     frame = api.load_panel(panel, benchmarks=benchmarks, family=family, clean=clean,
-                           corrected=corrected, run=run)
+                           corrected=corrected, run=run, shots=parse_shots(shots))
     info = frame.attrs["cape"]
     if as_json:
         rows = _records(frame.reset_index())

@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from .analysis.advise import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW, advise
-from .cli import CleanOpt, CorrOpt, JsonOpt, LevelOpt, SeedOpt, _emit, _f, _frame, app, out
+from .cli import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, app, out, _emit,
+                  _f, _frame)
 from .errors import CapeError
 
 _STYLE = {"strong": "green", "moderate": "green", "weak": "yellow", "none": "dim"}
@@ -60,6 +61,8 @@ def advise_cmd(
     top: Annotated[int, typer.Option("--top", help="Top-k models for benchmark saturation.")] = 5,
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples and null draws.")] = DEFAULT_RESAMPLES,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     level: LevelOpt = 0.95,
     seed: SeedOpt = 0,

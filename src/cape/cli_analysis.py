@@ -13,8 +13,8 @@ from rich.table import Table
 from . import analysis
 from .analysis.gamma import DEFAULT_GUARD
 from .errors import CapeError
-from .cli import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json,
-                  _f, _frame, _progress, app, out)
+from .cli import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt,
+                  ShotsOpt, app, out, _emit, _emit_json, _f, _frame, _progress)
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
 PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
@@ -30,6 +30,8 @@ def coupling(
     pair: PairOpt = None,
     family: FamilyOpt = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     permutations: Annotated[int, typer.Option("--permutations", help="Monte Carlo orderings when a "
                                               "family has more than 9 models (9 or fewer: exact).")] = DEFAULT_PERMUTATIONS,
@@ -88,6 +90,8 @@ def gamma(
     pair: PairOpt = None,
     family: FamilyOpt = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     guard: GuardOpt = DEFAULT_GUARD,
     unit: Annotated[str, typer.Option("--unit", help="Bootstrap unit of the running coupling: "
@@ -131,6 +135,8 @@ def nc(
     pair: PairOpt = None,
     family: FamilyOpt = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
@@ -200,6 +206,8 @@ def phase(
     isocline_k: Annotated[Optional[float], typer.Option("--isocline-k", help="Evaluate this k instead of "
                                                         "the fitted one.")] = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
@@ -250,6 +258,8 @@ def width(
     pair: PairOpt = None,
     family: FamilyOpt = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     draws: Annotated[int, typer.Option("--draws", help="Null draws.")] = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
@@ -279,6 +289,8 @@ def eigen(
     nc_value: Annotated[Optional[float], typer.Option("--nc", help="N_c in parameters for --phase.")] = None,
     pair: PairOpt = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     resamples: Annotated[Optional[int], typer.Option("--resamples", help="Bootstrap resamples "
                                                      "(default 10,000; fewer for very large panels).")] = None,

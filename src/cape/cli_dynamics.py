@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from .analysis import dynamics as dy
-from .cli import BenchOpt, CleanOpt, JsonOpt, LevelOpt, SeedOpt, _emit, _f, _frame, _progress, app, out
+from .cli import (BenchOpt, CleanOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, app, out,
+                  _emit, _f, _frame, _progress)
 
 dynamics_app = typer.Typer(
     help="Scaling dynamics: a sparse-regression ODE dB/dlog10N = Theta(B) xi (pysindy STLSQ) of the "
@@ -58,6 +59,8 @@ def fit_cmd(
     sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Threshold sweep: terms against "
                                         "error.")] = True,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
@@ -110,6 +113,8 @@ def predict_cmd(
     scale: ScaleOpt = "standard",
     duplicates: DupOpt = "error",
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict a family's larger sizes: fit the ODE on other families, start at the family's
@@ -147,6 +152,8 @@ def crossval_cmd(
     scale: ScaleOpt = "standard",
     duplicates: DupOpt = "error",
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,

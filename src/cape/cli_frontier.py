@@ -15,8 +15,8 @@ from rich.table import Table
 
 from .analysis import frontier as fr
 from .analysis.saturation import ROTATE_BELOW, saturation as _saturation
-from .cli import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, SeedOpt, _emit, _emit_json, _f,
-                  _frame, _progress, app, out)
+from .cli import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt, ShotsOpt,
+                  app, out, _emit, _emit_json, _f, _frame, _progress)
 from .errors import CapeError
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 
@@ -49,6 +49,8 @@ def fit_cmd(
     pair: PairOpt = None,
     subset: SubsetOpt = "published",
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     permutations: Annotated[int, typer.Option("--permutations", help="Monte Carlo orderings for the "
                                               "permutation p of r.")] = DEFAULT_PERMUTATIONS,
@@ -105,6 +107,8 @@ def hfield_cmd(
     subset: SubsetOpt = "published",
     band: BandOpt = fr.BAND,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,6 +137,8 @@ def labs_cmd(
     min_models: Annotated[int, typer.Option("--min-models", help="Labs with at least this many models enter "
                                             "the slope ratio and leave-one-lab-out.")] = 3,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
@@ -180,6 +186,8 @@ def dynamics_cmd(
                                          "many points.")] = fr.DEFAULT_DYNAMICS_GUARD,
     jump: Annotated[float, typer.Option("--jump", help="Flag |dh| above this many points.")] = fr.JUMP,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -216,6 +224,8 @@ def saturation_cmd(
     subset: Annotated[str, typer.Option("--subset", help="published, core or all (default: all, the "
                                         "current frontier).")] = "all",
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
@@ -251,6 +261,8 @@ def compare_cmd(
     pair: PairOpt = None,
     subset: SubsetOpt = "published",
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
@@ -288,6 +300,8 @@ def hfield(
     subset: SubsetOpt = "published",
     band: BandOpt = fr.BAND,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     level: LevelOpt = 0.95,
     as_json: JsonOpt = False,
@@ -334,6 +348,8 @@ def predictions(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Evaluate as of this date "
                                                  "(YYYY-MM-DD; default today).")] = None,
     clean: CleanOpt = False,
+    run: RunOpt = None,
+    shots: ShotsOpt = None,
     corrected: CorrOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
