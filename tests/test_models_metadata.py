@@ -275,3 +275,24 @@ def test_cli_rm_asks_refuses_without_stdin_and_leaves_other_panels(tmp_path):
     assert _dump(db, "other") == other
     r = _cli("rm", "paper-pythia", "--yes", home=home)
     assert r.returncode == 2 and "read-only" in r.stderr
+
+
+def test_a_run_in_a_folder_is_named_by_its_bare_file_name(tmp_path):
+    """lm-eval folders store `lm-eval:org__model/results_<time>.json`: the bare file name names
+    that run when it is unique, and two runs with the same bare name are refused by name."""
+    a = tmp_path / "out" / "org__a"
+    b = tmp_path / "out" / "org__b"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    doc = json.loads(GSM.read_text())
+    (a / "results_2024-05-01T10-00-00.json").write_text(json.dumps(doc))
+    (b / "results_2024-05-02T10-00-00.json").write_text(json.dumps(doc))
+    api.ingest(tmp_path / "out", "runs", model="org/a")
+    out = api.delete_source("runs", "results_2024-05-01T10-00-00.json", dry_run=True)
+    assert out["scores"] == 1
+    assert api.resolve_source("runs", "results_2024-05-02T10-00-00.json") == (
+        "lm-eval:org__b/results_2024-05-02T10-00-00.json")
+    (b / "results_2024-05-02T10-00-00.json").rename(b / "results_2024-05-01T10-00-00.json")
+    api.ingest(tmp_path / "out", "runs-2", model="org/a")
+    with pytest.raises(CapeError, match="matches several sources"):
+        api.resolve_source("runs-2", "results_2024-05-01T10-00-00.json")

@@ -38,3 +38,14 @@ def test_no_published_figure_is_typed_into_src():
             if pattern.search(code):
                 hits.append(f"{path.name}:{n}: {line.strip()}")
     assert not hits, hits
+
+
+def test_every_api_function_is_exported_from_cape():
+    """`import cape` gives the whole Python API (cape.api), each name once, the same object."""
+    import cape
+    import cape.api
+
+    missing = [n for n in cape.api.__all__ if n not in cape.__all__]
+    assert not missing, f"cape.api functions not exported from cape: {missing}"
+    assert all(getattr(cape, n) is getattr(cape.api, n) for n in cape.api.__all__)
+    assert len(cape.__all__) == len(set(cape.__all__))

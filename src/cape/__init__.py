@@ -9,11 +9,12 @@ Reference panels, importers for your own results, a results store and a CLI (``c
 
 from __future__ import annotations
 
-from .api import export_panel, get_panel, ingest, list_panels, load_models, load_panel, load_scores
+from .api import (delete_models, delete_panel, delete_source, export_panel, get_panel, ingest, list_panels,
+                  load_models, load_panel, load_scores, resolve_source, set_metadata)
 from .benchmarks import BENCHMARKS
 from .errors import CapeError, InputError, StoreError
 from .io import read_results
-from .panels import BUILTIN_PANELS, Panel
+from .panels import BUILTIN_PANELS, Panel, runs
 from .schema import Dataset
 from .store import Store
 
@@ -29,6 +30,9 @@ __all__ = [
     "Store",
     "StoreError",
     "__version__",
+    "delete_models",
+    "delete_panel",
+    "delete_source",
     "export_panel",
     "get_panel",
     "ingest",
@@ -37,4 +41,7 @@ __all__ = [
     "load_panel",
     "load_scores",
     "read_results",
+    "resolve_source",
+    "runs",
+    "set_metadata",
 ]

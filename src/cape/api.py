@@ -187,13 +187,17 @@ def delete_models(panel: str, models: Sequence[str] | str, *, dry_run: bool = Fa
 
 
 def resolve_source(panel: str, source: str, *, db: Store | str | None = None) -> str:
-    """The panel's source that ``source`` names: the source itself, or a file name that
-    matches exactly one ``KIND:FILE`` source (``gsm8k.json`` -> ``lm-eval:gsm8k.json``)."""
+    """The panel's source that ``source`` names: the source itself, or a file (its path as
+    ingested, or its bare name) that matches exactly one ``KIND:FILE`` source
+    (``gsm8k.json`` -> ``lm-eval:gsm8k.json``; ``results_2024-05-01T10-00-00.json`` ->
+    ``lm-eval:org__model/results_2024-05-01T10-00-00.json``)."""
     store = _stored(db)
     sources = store.panel_sources(panel) if store.has_panel(panel) else {}
     if source in sources:
         return source
     hits = [s for s in sources if s.split(":", 1)[-1] == source]
+    if not hits:
+        hits = [s for s in sources if s.split(":", 1)[-1].rsplit("/", 1)[-1] == source]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
