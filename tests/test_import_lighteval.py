@@ -75,6 +75,8 @@ def test_task_keys_shots_from_key_and_flags(lev):
     assert s.loc[(model, "arc_challenge", "acc"), "n_shot"] == 0
     assert s.loc[(model, "truthfulqa", "mc2"), "value"] == pytest.approx(100 * r["truthfulqa:mc|0"]["truthfulqa_mc2"])
     assert s.loc[(model, "ifeval", "prompt_level_strict_acc"), "value"] == pytest.approx(50.0)
+    # the Open LLM Leaderboard v2 score needs both strict accuracies: this file has one only
+    assert (model, "ifeval", "strict_acc_mean") not in s.index
     # max_samples: every score is a partial run
     assert all("limited:max_samples=100" in f for f in res.dataset.scores["flags"])
     mmlu = s.loc[(model, "mmlu", "acc")]
@@ -108,3 +110,13 @@ def test_bad_lighteval_files(lev, tmp_path):
     bad.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=r"outside 0-1.*|results\.gsm8k\|5"):
         read_results(bad)
+
+
+def test_ifeval_strict_acc_mean_when_both_strict_accuracies_are_there(lev, tmp_path):
+    doc = json.loads((lev / "results_task-keys.json").read_text())
+    doc["results"]["ifeval|0"]["inst_level_strict_acc"] = 0.6
+    path = tmp_path / "results_2025-01-01T00-00-00.json"
+    path.write_text(json.dumps(doc))
+    s = scores_of(read_results(path))
+    model = doc["config_general"]["model_name"]
+    assert s.loc[(model, "ifeval", "strict_acc_mean"), "value"] == pytest.approx(100 * (0.5 + 0.6) / 2)

@@ -254,3 +254,21 @@ def test_cli_ingest_and_show(cape_home):
     # --clean drops every score of a limit=1 run
     cleaned = json.loads(run_cli("show", "lbnew", "--clean", "--json", home=cape_home).stdout)
     assert len(cleaned["log"]) == 10 and all("limited:" in line for line in cleaned["log"])
+
+
+def test_one_ifeval_measure_across_the_v2_table_and_an_lm_eval_run(tmp_path):
+    """The v2 contents table has only strict_acc_mean; an lm-eval leaderboard run has the four
+    harness metrics too. A panel holding both shows one measure in its IFEval column."""
+    from cape import api
+
+    api.ingest(FIXTURES / "openllm-v2" / "contents.csv", "mixed")
+    api.ingest(NEW, "mixed")
+    df = api.load_panel("mixed")
+    assert df.attrs["cape"]["variants"]["ifeval"] == ["strict_acc_mean"]
+    ife = load(NEW)["results"]["leaderboard_ifeval"]
+    want = 100 * (ife["prompt_level_strict_acc,none"] + ife["inst_level_strict_acc,none"]) / 2
+    assert df.loc["Qwen/Qwen3-8B", "ifeval"] == pytest.approx(want)
+    # the opposite: asking for the per-prompt variant columns shows the harness metric apart
+    wide = api.load_panel("mixed", variant_columns=True)
+    assert "ifeval:prompt_level_strict_acc" in wide.columns
+    assert wide["ifeval:prompt_level_strict_acc"].notna().sum() == 1

@@ -28,7 +28,7 @@ import re
 
 from ..errors import InputError
 from .common import PERCENT_METRICS, Rows
-from .harness import _fraction, _stderr, mmlu_subject_mean
+from .harness import _fraction, _stderr, _strict_acc_mean, mmlu_subject_mean
 
 __all__ = ["is_lighteval", "read_lighteval", "LIGHTEVAL_TASKS"]
 
@@ -126,6 +126,15 @@ def read_lighteval(doc: dict, *, label: str, source: str | None, skip_unknown: b
             if found is None:
                 continue
             bench = found.benchmark
+        if bench == "ifeval":  # the Open LLM Leaderboard v2 score, as the lm-eval reader adds it
+            mean = _strict_acc_mean(metrics, file=label, row=f"results.{key}")
+            if mean is not None:
+                rows.scores.append({
+                    "model": model, "benchmark": "ifeval", "variant": "strict_acc_mean", "value": mean,
+                    "stderr": None, "n_shot": shots, "harness": harness, "source": src,
+                    "flags": ";".join(flags), "_file": label, "_row": f"results.{key}",
+                    "_field": "prompt_level_strict_acc,inst_level_strict_acc",
+                })
         for metric, value in metrics.items():
             if metric.endswith("_stderr"):
                 continue
