@@ -667,5 +667,5 @@ def test_subprocess_runs_this_source_tree(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import cape.cli; print(cape.cli.__file__)"],
                           env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.strip()).resolve() == (SRC / "cape" / "cli.py").resolve()
+    assert Path(proc.stdout.strip()).resolve() == (SRC / "cape" / "cli" / "__init__.py").resolve()
     assert Path(cape.__file__).resolve() == (SRC / "cape" / "__init__.py").resolve()

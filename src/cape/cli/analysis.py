@@ -10,12 +10,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import analysis
-from .analysis.gamma import DEFAULT_GUARD
-from .errors import CapeError
-from .cli import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt,
-                  ShotsOpt, app, out, _emit, _emit_json, _f, _frame, _progress)
-from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
+from .. import analysis
+from ..analysis.gamma import DEFAULT_GUARD
+from ..errors import CapeError
+from ..stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
+from ._app import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt,
+                   ShotsOpt, command_set, out, _emit, _emit_json, _f, _frame, _progress)
+
+commands = command_set()
 
 PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
     "--panel", "-p", help=f"Panel name (see `cape panels`). Default: {default}.")]
@@ -24,7 +26,7 @@ PairOpt = Annotated[Optional[str], typer.Option(
 GuardOpt = Annotated[float, typer.Option("--guard", help="Drop intervals with |dA| below this many points.")]
 
 
-@app.command()
+@commands.command()
 def coupling(
     panel: PanelOpt("paper-base") = "paper-base",
     pair: PairOpt = None,
@@ -84,7 +86,7 @@ def coupling(
         out.print(f"  left out {e['model']}: {e['reason']}", highlight=False)
 
 
-@app.command()
+@commands.command()
 def gamma(
     panel: PanelOpt("paper-base") = "paper-base",
     pair: PairOpt = None,
@@ -129,7 +131,7 @@ def gamma(
     out.print(rc.summary() if rc else f"Running coupling: {rc_error}", highlight=False)
 
 
-@app.command()
+@commands.command()
 def nc(
     panel: PanelOpt("paper-nc") = "paper-nc",
     pair: PairOpt = None,
@@ -190,7 +192,7 @@ def nc(
         out.print(f"  note: {n_}", highlight=False)
 
 
-@app.command()
+@commands.command()
 def phase(
     params: Annotated[float, typer.Option("--params", help="Parameter count, e.g. 7e9.")],
     hellaswag: Annotated[Optional[float], typer.Option("--hellaswag", help="HellaSwag score (percent).")] = None,
@@ -221,7 +223,7 @@ def phase(
     its nearest models, and an explanation.
 
     The size-based phase uses only --params; the scores enter only the isocline and h(D)."""
-    from .analysis.data import parse_pair
+    from ..analysis.data import parse_pair
 
     b1, b2 = parse_pair(pair)
     given = {}
@@ -252,7 +254,7 @@ def phase(
     out.print(res.explanation, highlight=False)
 
 
-@app.command()
+@commands.command()
 def width(
     panel: PanelOpt("paper-pythia") = "paper-pythia",
     pair: PairOpt = None,
@@ -277,7 +279,7 @@ def width(
         out.print(f"  left out {e['model']}: {e['reason']}", highlight=False)
 
 
-@app.command()
+@commands.command()
 def eigen(
     panel: PanelOpt("paper-base") = "paper-base",
     benchmarks: Annotated[Optional[str], typer.Option("--benchmarks", "-b", help="Comma-separated "

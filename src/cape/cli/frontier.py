@@ -13,18 +13,20 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .analysis import frontier as fr
-from .analysis.saturation import ROTATE_BELOW, saturation as _saturation
-from .cli import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt, ShotsOpt,
-                  app, out, _emit, _emit_json, _f, _frame, _progress)
-from .errors import CapeError
-from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
+from ..analysis import frontier as fr
+from ..analysis.saturation import ROTATE_BELOW, saturation as _saturation
+from ..errors import CapeError
+from ..stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
+from ._app import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt, ShotsOpt,
+                   command_set, out, _emit, _emit_json, _f, _frame, _progress)
+
+commands = command_set()
 
 frontier_app = typer.Typer(
     help="Frontier diagnostics (paper B): population fit, h-field, labs, dynamics, saturation, "
          "published vs corrected data. Default pair: SWE-bench Verified (x) : GPQA Diamond (y).",
     no_args_is_help=True)
-app.add_typer(frontier_app, name="frontier")
+commands.add_typer(frontier_app, name="frontier")
 
 PanelOpt = Annotated[str, typer.Option("--panel", "-p", help="Panel name (see `cape panels`).")]
 PairOpt = Annotated[Optional[str], typer.Option(
@@ -286,7 +288,7 @@ def compare_cmd(
     out.print(t)
 
 
-@app.command()
+@commands.command()
 def hfield(
     swe: Annotated[Optional[float], typer.Option("--swe", help="The release's SWE-bench Verified score "
                                                  "(percent).")] = None,
@@ -308,7 +310,7 @@ def hfield(
 ) -> None:
     """Place a new release: predicted y, h, band, the 95% prediction interval (t quantile with
     leverage) and the paper's, whether it falls inside, and the labs nearest in mean h."""
-    from .analysis.data import parse_pair, resolve_benchmark
+    from ..analysis.data import parse_pair, resolve_benchmark
 
     frame = _frame(panel, clean, corrected)
     bx, by = (resolve_benchmark(frame, b) for b in parse_pair(pair or fr.FRONTIER_PAIR))
@@ -336,7 +338,7 @@ def hfield(
     out.print(res.explanation, highlight=False)
 
 
-@app.command()
+@commands.command()
 def predictions(
     panel: Annotated[Optional[list[str]], typer.Option("--panel", "-p", help="Panel(s) to evaluate "
                                                        "against; repeat to combine (a later panel's "
@@ -361,7 +363,7 @@ def predictions(
     NAME`. A prediction file lists predictions with id, title, scope {released_after, lab},
     deadline (YYYY-MM or {releases: N}), statistics (spread, pearson, h, count) and pass/fail
     rules such as {all: ["r > 0.6", "r.n >= 8"]}; see the built-in paper-b.yaml."""
-    from .predictions import builtin_predictions, combine_frames, evaluate_predictions, load_predictions
+    from ..predictions import builtin_predictions, combine_frames, evaluate_predictions, load_predictions
 
     preds = [] if no_builtin else builtin_predictions()
     for f in file or []:

@@ -12,16 +12,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .audit import REPLICATION_PANEL, load_claims, run_audit
-from .cli import JsonOpt, ResOpt, SeedOpt, _emit, _progress, app, out
-from .errors import CapeError
-from .stats import DEFAULT_BOOTSTRAP
+from ..audit import REPLICATION_PANEL, load_claims, run_audit
+from ..errors import CapeError
+from ..stats import DEFAULT_BOOTSTRAP
+from ._app import JsonOpt, ResOpt, SeedOpt, _emit, _progress, command_set, out
+
+commands = command_set()
 
 _STYLE = {"reproduced": "green", "reproduced but fragile": "yellow", "not reproduced": "red",
           "not computable": "dim", "not computed yet": "dim"}
 
 
-@app.command("audit")
+@commands.command("audit")
 def audit_cmd(
     claims: Annotated[Optional[Path], typer.Option(
         "--claims", help="A claims file (cape-claims/1 YAML) instead of the built-in one.")] = None,

@@ -11,10 +11,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .analysis.advise import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW, advise
-from .cli import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, app, out, _emit,
-                  _f, _frame)
-from .errors import CapeError
+from ..analysis.advise import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW, advise
+from ..errors import CapeError
+from ._app import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, command_set, out, _emit,
+                   _f, _frame)
+
+commands = command_set()
 
 _STYLE = {"strong": "green", "moderate": "green", "weak": "yellow", "none": "dim"}
 
@@ -36,7 +38,7 @@ def _parse_scores(items: list[str] | None) -> dict[str, float]:
     return scores
 
 
-@app.command("advise")
+@commands.command("advise")
 def advise_cmd(
     panel: Annotated[str, typer.Option("--panel", "-p", help="Panel to compare against (see `cape panels`).")] = "openllm-v1-base",
     family: Annotated[Optional[str], typer.Option(

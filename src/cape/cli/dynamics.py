@@ -11,16 +11,18 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .analysis import dynamics as dy
-from .cli import (BenchOpt, CleanOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, app, out,
-                  _emit, _f, _frame, _progress)
+from ..analysis import dynamics as dy
+from ._app import (BenchOpt, CleanOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, command_set, out,
+                   _emit, _f, _frame, _progress)
+
+commands = command_set()
 
 dynamics_app = typer.Typer(
     help="Scaling dynamics: a sparse-regression ODE dB/dlog10N = Theta(B) xi (pysindy STLSQ) of the "
          "benchmark vector within families, with bagging intervals, a threshold sweep, held-out "
          "prediction and cross-validation against simple baselines.",
     no_args_is_help=True)
-app.add_typer(dynamics_app, name="dynamics")
+commands.add_typer(dynamics_app, name="dynamics")
 
 PanelOpt = Annotated[str, typer.Option("--panel", "-p", help="Panel name (see `cape panels`).")]
 FamiliesOpt = Annotated[Optional[str], typer.Option(
@@ -119,7 +121,7 @@ def predict_cmd(
 ) -> None:
     """Predict a family's larger sizes: fit the ODE on other families, start at the family's
     smallest model and integrate; observed, predicted and error per size and benchmark."""
-    from .units import parse_param_count
+    from ..units import parse_param_count
 
     sizes = [parse_param_count(s.strip(), field="--to").total for s in (to or "").split(",") if s.strip()]
     res = dy.predict_family(_frame(panel, clean, False), family, benchmarks, train=train, sizes=sizes,

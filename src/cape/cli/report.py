@@ -11,10 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import JsonOpt, _emit, _progress, app, err, out
+from ._app import JsonOpt, _emit, _progress, command_set, err, out
+
+commands = command_set()
 
 
-@app.command("report")
+@commands.command("report")
 def report_cmd(
     out_dir: Annotated[Path, typer.Option(
         "--out", "-o", help="Folder to write report.html and figures/ into (created; an earlier CAPE report "
@@ -34,9 +36,9 @@ def report_cmd(
     one self-contained report.html that works offline (plotly.js inline, no network
     request), and a PNG and an SVG of each figure. Sections not computed yet (steering) say
     which command computes them."""
-    from .audit import run_audit
-    from .report import build_report
-    from .report.build import check_out_dir
+    from ..audit import run_audit
+    from ..report import build_report
+    from ..report.build import check_out_dir
 
     check_out_dir(out_dir)                 # a folder that cannot be written is refused before any work
     result = None
@@ -45,9 +47,9 @@ def report_cmd(
             result = run_audit(seed=seed, progress=tick)
     advice = []
     if advise_families:
-        from .analysis.advise import advise
-        from .api import load_panel
-        from .audit import REPLICATION_PANEL
+        from ..analysis.advise import advise
+        from ..api import load_panel
+        from ..audit import REPLICATION_PANEL
 
         frame = load_panel(REPLICATION_PANEL, clean=True)
         rep = None if result is None else result.replication

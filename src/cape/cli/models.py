@@ -14,16 +14,18 @@ import click
 import typer
 from rich.table import Table
 
-from . import api
-from .cli import JsonOpt, _cell, _emit_json, _human_count, _records, app, err, out
-from .errors import CapeError
+from .. import api
+from ..errors import CapeError
+from ._app import JsonOpt, _cell, _emit_json, _human_count, _records, command_set, err, out
+
+commands = command_set()
 
 models_app = typer.Typer(
     help=("A panel's models and their metadata (parameter counts, width, depth, tokens, release "
           "date, family, organisation): list them, or set them from a metadata table."),
     no_args_is_help=True,
 )
-app.add_typer(models_app, name="models")
+commands.add_typer(models_app, name="models")
 
 _SHOWN = ("model", "family", "organisation", "kind", "params", "active_params", "d_model", "n_layers",
           "tokens", "release_date")
@@ -105,7 +107,7 @@ def _confirm(question: str, yes: bool) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-@app.command("rm")
+@commands.command("rm")
 def rm(
     panel: Annotated[str, typer.Argument(help="A panel of your store.")],
     model: Annotated[Optional[list[str]], typer.Option(

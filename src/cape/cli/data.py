@@ -1,181 +1,32 @@
-"""The ``cape`` command. It only presents: every figure comes from :mod:`cape.api`.
+"""``cape panels | show | ingest | export | benchmarks | flags``: the panels, their scores and
+the reference tables, and storing your own results.
 
-Errors are one line on stderr and exit code 2; ``--debug`` shows the traceback.
+These commands only present: every figure comes from :mod:`cape.api`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__, api
-from .benchmarks import BENCHMARKS
-from .errors import CapeError
-from .flags import FLAGS
-from .schema import to_python
-from .io import find_result_files
-from .units import UNITS
+from .. import api
+from ..benchmarks import BENCHMARKS
+from ..errors import CapeError
+from ..flags import FLAGS
+from ..io import find_result_files
+from ..units import UNITS
+from ._app import (BenchOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, RunOpt, ShotsOpt, command_set, err, out,
+                   parse_shots, _cell, _emit_json, _human_count, _records)
 
-app = typer.Typer(
-    name="cape",
-    help=("CAPE: capability-coupling analysis of language models. Reference panels from the "
-          "preprints arXiv:2605.18838 and arXiv:2605.18840 and the Open LLM Leaderboard, "
-          "importers for your own results, and a results store."),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-# A pipe or file gets wide lines rather than a table squeezed into 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-BenchOpt = Annotated[Optional[str], typer.Option(
-    "--benchmarks", "-b", help="Comma-separated benchmarks (any alias: hellaswag, HellaSwag, tqa...).")]
-FamilyOpt = Annotated[Optional[str], typer.Option("--family", "-f", help="Comma-separated families.")]
-CleanOpt = Annotated[bool, typer.Option(
-    "--clean", help="Resolve flagged data problems by the stated rules (see `cape flags`).")]
-CorrOpt = Annotated[bool, typer.Option(
-    "--corrected", help="Apply the panel's errata layer (paper-frontier: DeepSeek GPQA corrections).")]
-
-#: What --run/--shots chose for this invocation (set by the options' callbacks; read by _frame).
-_SELECTION: dict[str, object] = {"run": None, "shots": None}
-
-
-def parse_shots(text: str | None) -> int | dict[str, int] | None:
-    """``--shots``: ``8`` (every benchmark) or ``gsm8k=8,mmlu=5`` (per benchmark)."""
-    if text is None or not str(text).strip():
-        return None
-    text = str(text).strip()
-    try:
-        if "=" not in text:
-            n = int(text)
-            if n < 0:
-                raise ValueError
-            return n
-        out: dict[str, int] = {}
-        for part in text.split(","):
-            bench, _, n = part.partition("=")
-            if not bench.strip() or int(n) < 0:
-                raise ValueError
-            out[bench.strip()] = int(n)
-        return out
-    except ValueError:
-        raise CapeError(f"--shots '{text}' is not a shot count: use 8, or gsm8k=8,mmlu=5") from None
-
-
-def _set_run(value: str | None) -> str | None:
-    _SELECTION["run"] = value
-    return value
-
-
-def _set_shots(value: str | None) -> str | None:
-    _SELECTION["shots"] = parse_shots(value)
-    return value
-
-
-RunOpt = Annotated[Optional[str], typer.Option(
-    "--run", callback=_set_run, help="Where a model has several runs of a score: use the run "
-    "whose source contains this (a date such as 2024-05-01, a file name); default: the newest.")]
-ShotsOpt = Annotated[Optional[str], typer.Option(
-    "--shots", callback=_set_shots, help="Where a model has a benchmark at several shot counts: "
-    "use these (8 for every benchmark, or gsm8k=8,mmlu=5); default: the count most models have.")]
-
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for resampling (repeatable results).")]
-ResOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
-CiOpt = Annotated[str, typer.Option("--ci", help="Bootstrap interval: bca or percentile.")]
-LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level of intervals.")]
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"cape {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
-) -> None:
-    """CAPE: capability-coupling analysis of language models."""
-
-
-def _emit_json(payload) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=to_python, ensure_ascii=False) + "\n")
-
-
-def _frame(panel: str, clean: bool, corrected: bool, family: str | None = None) -> pd.DataFrame:
-    """The wide frame an analysis command works on, with the command's --run and --shots; a
-    benchmark left out because its runs conflict (see :func:`cape.panels.runs`) is named on
-    stderr, the others work."""
-    frame = api.load_panel(panel, clean=clean, corrected=corrected, family=family,
-                           run=_SELECTION["run"], shots=_SELECTION["shots"])
-    for bench, why in frame.attrs["cape"].get("left_out", {}).items():
-        err.print(f"note: left out {bench}: {why}", highlight=False)
-    return frame
-
-
-def _f(v, digits: int = 3) -> str:
-    """A number in a table cell (see :func:`cape.analysis.results.fmt_num`)."""
-    from .analysis.results import fmt_num
-
-    return fmt_num(v, digits)
-
-
-def _emit(result, as_json: bool, **meta) -> bool:
-    """Print a result object as JSON (with ``meta`` first) when --json; True if it did."""
-    if as_json:
-        _emit_json(meta | result.to_dict())
-    return as_json
-
-
-@contextlib.contextmanager
-def _progress(label: str, quiet: bool):
-    """A progress bar on stderr for long resampling, only on a terminal and never with --json."""
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: to_python(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
-
-
-def _human_count(n) -> str:
-    if n is None or n is pd.NA:
-        return ""
-    n = float(n)
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def _cell(v, digits: int = 2) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
+commands = command_set()
 
 
 # ----------------------------------------------------------------------------- panels
-@app.command()
+@commands.command()
 def panels(as_json: JsonOpt = False) -> None:
     """List the panels: the built-in reference panels and those in your store."""
     table = api.list_panels()
@@ -192,7 +43,7 @@ def panels(as_json: JsonOpt = False) -> None:
 
 
 # ------------------------------------------------------------------------------- show
-@app.command()
+@commands.command()
 def show(
     panel: Annotated[str, typer.Argument(help="Panel name (see `cape panels`).")],
     benchmarks: BenchOpt = None,
@@ -263,7 +114,7 @@ def _score_flags(panel: str, benchmarks, family, clean: bool, corrected: bool,
                  variants: dict[str, list[str]]) -> dict[str, str]:
     """Model -> the flags of the scores shown in its benchmark columns, as
     ``gsm8k limited:8/2376`` (the wide table's flags column shows them after the model's)."""
-    from .benchmarks import UNSPECIFIED
+    from ..benchmarks import UNSPECIFIED
 
     scores = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
                              corrected=corrected)
@@ -285,7 +136,7 @@ def _print_log(log: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- ingest
-@app.command()
+@commands.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Files or folders: CSV/TSV/Parquet/JSON tables, "
                                                       "lm-eval results JSON, Open LLM Leaderboard JSON, "
@@ -326,7 +177,7 @@ def ingest(
         result = api.read_results(files, units=units, source=source, family=family, kind=kind,
                                   skip_unknown=skip_unknown, strict=strict, model=model,
                                   progress=lambda name: bar.update(task, advance=1, description=Path(name).name))
-    from .store import Store
+    from ..store import Store
 
     store = Store()
     report = store.ingest(result.dataset, panel, replace=replace, dry_run=dry_run)
@@ -362,7 +213,7 @@ def ingest(
 
 
 # ----------------------------------------------------------------------------- export
-@app.command()
+@commands.command()
 def export(
     panel: Annotated[str, typer.Argument(help="Panel name.")],
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
@@ -387,7 +238,7 @@ def export(
 
 
 # ----------------------------------------------------------------------- reference info
-@app.command()
+@commands.command()
 def benchmarks(as_json: JsonOpt = False) -> None:
     """List the benchmarks CAPE knows, their variants (preferred first) and aliases."""
     rows = [{"name": b.name, "title": b.title, "variants": list(b.variants),
@@ -405,7 +256,7 @@ def benchmarks(as_json: JsonOpt = False) -> None:
     out.print(t)
 
 
-@app.command()
+@commands.command()
 def flags(as_json: JsonOpt = False) -> None:
     """List the quality flags, what each means, and what --clean does about it."""
     rows = [{"flag": f.name, "on": f.applies_to, "meaning": f.meaning, "clean": f.rule_text}
@@ -419,75 +270,3 @@ def flags(as_json: JsonOpt = False) -> None:
     for r in rows:
         t.add_row(r["flag"], r["on"], r["meaning"], r["clean"])
     out.print(t)
-
-
-# ----------------------------------------------------------------- analysis commands
-from . import cli_analysis  # noqa: E402,F401  (registers coupling, gamma, nc, phase, width, eigen)
-from . import cli_frontier  # noqa: E402,F401  (registers the frontier commands)
-from . import cli_dynamics  # noqa: E402,F401  (registers the dynamics commands)
-from . import cli_report  # noqa: E402,F401  (registers cape report)
-from . import cli_audit  # noqa: E402,F401  (registers cape audit)
-from . import cli_advise  # noqa: E402,F401  (registers cape advise)
-from . import cli_models  # noqa: E402,F401  (registers cape models list/set and cape rm)
-
-
-# ------------------------------------------------------------------------------- main
-def _reflow_help(command) -> None:
-    """Join the hard-wrapped lines of every help text into paragraphs, so that the command
-    lists and --help pages wrap to the terminal instead of breaking mid-sentence."""
-    import inspect
-
-    if command.help:
-        paras = inspect.cleandoc(command.help).split("\n\n")
-        command.help = "\n\n".join(" ".join(p.split()) for p in paras)
-    for sub in getattr(command, "commands", {}).values():
-        _reflow_help(sub)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning every error into one line on stderr and exit 2."""
-    import click
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("CAPE_DEBUG") == "1"
-    command = typer.main.get_command(app)
-    _reflow_help(command)
-    try:
-        command.main(args=args, prog_name="cape", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 130
-    except click.exceptions.ClickException as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
-        return 2
-    except CapeError as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # an unexpected failure: still one line unless --debug
-        if debug:
-            raise
-        sys.stderr.write(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-                         "(run with --debug for the traceback)\n")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    # Under `python -m cape.cli` this file is __main__; the analysis commands register on the
-    # importable cape.cli, so run that module's main.
-    from cape.cli import main as _main
-
-    raise SystemExit(_main())
-
-
-def run() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
