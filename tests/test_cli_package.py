@@ -29,10 +29,11 @@ COMMAND_MODULES = sorted(p.stem for p in PKG.glob("*.py") if not p.stem.startswi
 # `cape --help` and each group's --help before the CLI became a package, in their order.
 ROOT = ["panels", "show", "ingest", "export", "benchmarks", "flags", "coupling", "gamma", "nc", "phase",
         "width", "eigen", "hfield", "predictions", "report", "audit", "advise", "rm",
-        "frontier", "dynamics", "models"]
+        "frontier", "dynamics", "models", "steer"]
 SUBCOMMANDS = {"frontier": ["fit", "hfield", "labs", "dynamics", "saturation", "compare"],
                "dynamics": ["fit", "predict", "crossval"],
-               "models": ["list", "set"]}
+               "models": ["list", "set"],
+               "steer": ["layers", "extract", "generate", "export", "info"]}
 
 
 def cli_imports(source: str) -> set[str]:

@@ -732,3 +732,36 @@ def steering_table(steering: Result) -> go.Figure:
     first = summary.splitlines()[0] if summary else "steering"
     name, t = tables[0] if tables else ("summary", pd.DataFrame({"summary": summary.splitlines()}))
     return _table_figure("steering", "Steering", first, summary, t)
+
+
+def probe_accuracy(layers: pd.DataFrame, *, chosen: int, model_id: str, method: str, source: str,
+                   n_eval: int, quarter: int | None = None) -> go.Figure:
+    """Held-out probe accuracy per layer with its Wilson interval (``cape steer layers``): the
+    chosen layer and the preprint's n_layers // 4 marked, chance at 0.5."""
+    x = layers["layer"].to_numpy(int)
+    acc = layers["probe_acc"].to_numpy(float)
+    lo, hi = layers["ci_low"].to_numpy(float), layers["ci_high"].to_numpy(float)
+    sub = (f"{model_id}: {len(x)} layers; {method} direction from {source}; accuracy of the direction "
+           f"as a probe on {n_eval} held-out statements (questions never used to extract), "
+           f"95% Wilson intervals")
+    cap = (f"Each point is the share of held-out statements that the layer's direction classifies right "
+           f"(threshold midway between the classes' mean projections on the extraction split). "
+           f"Chosen layer {chosen}: {acc[x == chosen][0]:.3f}. The dashed line is chance (0.5).")
+    fig = _figure("probe-accuracy", f"Truth-probe accuracy per layer: {model_id}", sub, cap, height=460)
+    fig.add_trace(go.Scatter(x=x, y=acc, mode="lines+markers", name="held-out accuracy",
+                             error_y=dict(type="data", symmetric=False, array=hi - acc, arrayminus=acc - lo,
+                                          thickness=1, width=3),
+                             hovertemplate="layer %{x}<br>accuracy %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=0.5, line=dict(color="#888", dash="dash"), annotation_text="chance",
+                  annotation_position="bottom right")
+    fig.add_vline(x=chosen, line=dict(color="#d62728", width=2),
+                  annotation_text=f"chosen {chosen}", annotation_position="top left",
+                  annotation_font=dict(color="#d62728"))
+    if quarter is not None and quarter != chosen:
+        fig.add_vline(x=quarter, line=dict(color="#555", width=1, dash="dot"),
+                      annotation_text=f"preprint n_layers // 4 = {quarter}", annotation_position="top right")
+    fig.update_xaxes(title="block (0-based; its output)", dtick=max(1, len(x) // 15))
+    fig.update_yaxes(title="held-out accuracy", range=[min(0.3, float(np.nanmin(lo)) - 0.02),
+                                                       max(1.0, float(np.nanmax(hi)) + 0.02)])
+    fig.update_layout(showlegend=False)
+    return fig
