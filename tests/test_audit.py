@@ -122,7 +122,15 @@ def test_reasons_are_built_from_numbers(audit):
     assert "published 0.143, CAPE 0.3" in _row(audit, "B8")["reason"]
     assert "corrected data" in _row(audit, "B2")["reason"]
     assert "null" in _row(audit, "A10")["reason"]
-    assert "cape steer" in _row(audit, "A17")["reason"]
+    reason = _row(audit, "A17")["reason"]
+    import re
+
+    import typer
+
+    from cape.cli import app
+    steer = next(g for g in typer.main.get_command(app).commands.values() if g.name == "steer")
+    named = set(re.findall(r"cape steer (\w+)", reason))
+    assert {"layers", "extract", "generate"} <= named and named <= set(steer.commands), named
 
 
 def test_audit_is_reproducible_with_a_seed():

@@ -70,8 +70,10 @@ def not_computable(ctx, *, reason: str) -> Computation:
 
 @register("steering")
 def steering(ctx, *, command: str, results: str | None = None) -> Computation:
-    """Steering claims read saved steering-evaluation results; none exist yet."""
-    return Computation(status="not computed yet", text=f"no saved steering results; compute them with `{command}`")
+    """Steering claims read saved steering-evaluation results; none exist yet. The row names
+    the commands that find, extract and apply the direction today."""
+    return Computation(status="not computed yet",
+                       text=f"no saved steering-evaluation results; the engine is there: {command}")
 
 
 @register("family_pearson")
