@@ -50,7 +50,8 @@ def tok_side(monkeypatch):
 
 # ---------------------------------------------------------------------------------- activations
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "opt", "bloom", "gpt_neox", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "gemma2", "gpt2", "opt", "bloom", "gpt_neox",
+                                  "falcon", "phi"])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_batched_equals_one_at_a_time(arch, side, pooling, tok_side):
