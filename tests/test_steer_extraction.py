@@ -326,3 +326,18 @@ def test_smollm2_truthfulqa_probe_above_chance(smollm2, monkeypatch):
     row = null.iloc[res.layer]
     print(f"shuffled labels, layer {res.layer}: {row.probe_acc:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]")
     assert row.ci_low < 0.5 < row.ci_high
+
+
+def test_the_vector_records_which_questions_were_held_out():
+    from cape.steer.data import default_set
+
+    lm = loaded("llama")
+    contrast = default_set()
+    res = ex.extract(lm, contrast, seed=3)
+    ext, ev = contrast.split(3, 0.3)
+    meta = res.vector.meta
+    assert meta["extract_groups"] == sorted(set(ext.groups)) and meta["eval_groups"] == sorted(set(ev.groups))
+    assert not set(meta["extract_groups"]) & set(meta["eval_groups"])
+    assert len(meta["eval_groups"]) == res.n_groups_eval
+    other = ex.extract(lm, contrast, seed=4).vector.meta  # another seed, another split
+    assert other["eval_groups"] != meta["eval_groups"]

@@ -564,7 +564,10 @@ def extract(lm: "LoadedModel", contrast: "ContrastSet", *, method: str | Method 
                                for c in stat_cols} for r in frame.to_dict("records")}
     meta = {"layer": chosen, "layer_rule": rule, "probe": PROBE, "eval_fraction": float(eval_fraction),
             "source": contrast.source, "n_extract": n_ext, "n_eval": len(ev.statements),
-            "n_groups_extract": n_groups_ext, "n_groups_eval": n_groups_ev}
+            "n_groups_extract": n_groups_ext, "n_groups_eval": n_groups_ev,
+            # which questions (groups) were used to extract and which were held out, so that an
+            # evaluation can score held-out questions only (TruthfulQA: truthfulqa:ROW)
+            "extract_groups": sorted(set(ext.groups)), "eval_groups": sorted(set(ev.groups))}
     model_type = getattr(lm, "model_type", None) or getattr(getattr(lm, "model", None), "config", None)
     if model_type is not None and not isinstance(model_type, str):
         model_type = getattr(model_type, "model_type", None)
