@@ -382,3 +382,15 @@ def test_leak_check_can_fail():
     assert set(naive_ext.groups) & set(naive_eval.groups)
     ext, ev = cs.split(0)
     assert not set(ext.groups) & set(ev.groups)
+
+
+def test_no_lazy_name_of_cape_steer_is_also_a_submodule():
+    """A lazily exported function named like its module would flip between function and module
+    depending on import order (cape.steer.extract was renamed extraction for this reason)."""
+    import pkgutil
+
+    import cape.steer
+
+    modules = {m.name for m in pkgutil.iter_modules(cape.steer.__path__)}
+    assert not set(cape.steer.__all__) & modules, set(cape.steer.__all__) & modules
+    assert set(cape.steer.__all__) == set(cape.steer._WHERE)

@@ -16,7 +16,11 @@ One concept per module, following the data:
 * :mod:`cape.steer.vector` -- :class:`SteeringVector`: arithmetic, save/load, exports to
   llama.cpp control vectors and lm-evaluation-harness ``steered`` files;
 * :mod:`cape.steer.apply` -- adding a direction to block outputs (hooks, folded biases, the
-  preprint's rule), always undone on exit.
+  preprint's rule), always undone on exit;
+* :mod:`cape.steer.generate` -- unsteered and steered text decoded identically;
+* evaluation: :mod:`cape.steer.side_effects` (cross-entropy and KL on neutral text),
+  :mod:`cape.steer.judge` (TruthfulQA's automatic judge of open-ended answers),
+  :mod:`cape.steer.paper_protocol` (the preprint's protocol beside its controls).
 
 >>> from cape import steer                                      # doctest: +SKIP
 >>> lm = steer.load_model("smollm2-135m")                        # doctest: +SKIP
@@ -35,7 +39,12 @@ __all__ = [
     "Extraction", "activations", "extract",
     "SteeringVector",
     "steer", "paper_steer",
+    "compare", "SideEffects", "evaluate_open_ended", "OpenEndedResult", "paper_direction", "paper_prompts",
 ]
+# A function named like its module (generate, judge, side_effects, paper_protocol) is not
+# listed here: the import system sets ``cape.steer.<module>`` to the module, so a lazy
+# function of the same name would flip between the two. Call them from their modules
+# (``from cape.steer.side_effects import side_effects``).
 
 _WHERE = {
     "LoadedModel": "models", "load_model": "models", "find_layers": "layers",
@@ -44,6 +53,8 @@ _WHERE = {
     "Extraction": "extraction", "activations": "extraction", "extract": "extraction",
     "SteeringVector": "vector",
     "steer": "apply", "paper_steer": "apply",
+    "compare": "generate", "SideEffects": "side_effects", "evaluate_open_ended": "judge",
+    "OpenEndedResult": "judge", "paper_direction": "paper_protocol", "paper_prompts": "paper_protocol",
 }
 
 
