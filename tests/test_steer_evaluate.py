@@ -1,0 +1,94 @@
+"""The steering evaluation on held-out questions, against its controls (tiny model, a small
+TruthfulQA-format file)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cape.errors import CapeError  # noqa: E402
+from cape.steer.data import from_truthfulqa  # noqa: E402
+from cape.steer.evaluate import evaluate, random_like  # noqa: E402
+from cape.steer.extraction import extract  # noqa: E402
+from cape.steer.layers import find_layers  # noqa: E402
+from cape.steer.models import LoadedModel  # noqa: E402
+
+from steer_tiny import tiny_model  # noqa: E402
+
+FACTS = [("What colour is the sky?", "The sky is blue", "The sky is green"),
+         ("How many legs has a cat?", "A cat has four legs", "A cat has six legs"),
+         ("Is ice cold?", "Ice is cold", "Ice is hot"),
+         ("What do bees make?", "Bees make honey", "Bees make milk"),
+         ("Where does the sun rise?", "The sun rises in the east", "The sun rises in the west"),
+         ("Is water wet?", "Water is wet", "Water is dry"),
+         ("What is 2+2?", "It is 4", "It is 5"),
+         ("Do fish swim?", "Fish swim", "Fish fly"),
+         ("Is fire hot?", "Fire is hot", "Fire is cold"),
+         ("What do cows eat?", "Cows eat grass", "Cows eat rocks"),
+         ("Is snow white?", "Snow is white", "Snow is black"),
+         ("Do birds fly?", "Most birds fly", "No bird flies")]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tqa") / "TruthfulQA.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source"])
+        for q, t, f in FACTS:
+            w.writerow(["Adversarial", "Facts", q, t, t, f"{f}; {f} indeed", "made up for tests"])
+    model, tok = tiny_model("llama", n_layers=3, hidden=32)
+    p, blocks = find_layers(model)
+    lm = LoadedModel(model, tok, "tiny-llama", len(blocks), 32, p)
+    ex = extract(lm, from_truthfulqa(path), layer=1, seed=0, eval_fraction=0.34)
+    return lm, ex.chosen_vector, path
+
+
+def test_random_controls_have_the_vectors_length(setup):
+    lm, vec, _ = setup
+    r = random_like(vec, 3)
+    for a, unit in ((2.0, "sd"), (5.0, "raw")):
+        np.testing.assert_allclose(np.linalg.norm(r.scaled(a, unit)[1].numpy()),
+                                   np.linalg.norm(vec.scaled(a, unit)[1].numpy()), rtol=1e-5)
+    assert abs(float(np.dot(r.directions[1], vec.directions[1]))) < 0.9  # another direction
+    assert not np.allclose(random_like(vec, 4).directions[1], r.directions[1])
+
+
+def test_evaluate_scores_held_out_questions_under_every_condition(setup, tmp_path):
+    lm, vec, path = setup
+    res = evaluate(lm, vec, csv_path=path, alphas=[0.0, 50.0], n_random=2, primer="", side_effects_tokens=64,
+                   side_text=None, unit="raw")
+    held = {f"truthfulqa:{r}" for r in res.per_question["row"].unique()}
+    assert held == set(vec.meta["eval_groups"]) and not held & set(vec.meta["extract_groups"])
+    c = res.conditions
+    assert list(c["condition"].unique()) == ["unsteered", "prompt", "steered", "negated", "random"]
+    # alpha 0: every steered/negated/random condition equals unsteered exactly
+    zero = c[c["alpha"] == 0.0]
+    assert (zero["d_mc1"] == 0).all() and (zero["d_mc2"].abs() < 1e-9).all() and (zero["kl"].abs() < 1e-9).all()
+    # a large push changes the scores and has side effects
+    big = c[(c["alpha"] == 50.0) & (c["condition"] == "steered")].iloc[0]
+    assert big["kl"] > 0 and len(big["d_mc2_ci"]) == 2
+    assert "margin_mc2" in big and np.isfinite(big["margin_mc2"])
+    # per question, the difference is what the table says
+    pq = res.per_question
+    s = pq[(pq["condition"] == "steered") & (pq["alpha"] == 50.0)]["mc2"].to_numpy()
+    u = pq[pq["condition"] == "unsteered"]["mc2"].to_numpy()
+    assert big["d_mc2"] == pytest.approx(float((s - u).mean()))
+    out = res.save(tmp_path / "eval.json")
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "cape-steering-evaluation" and doc["meta"]["versions"]["torch"]
+    assert doc["meta"]["split"]["seed"] == vec.split_seed and len(doc["conditions"]) == len(c)
+    assert "steering evaluation of tiny-llama" in res.summary()
+
+
+def test_bad_input(setup):
+    lm, vec, path = setup
+    with pytest.raises(CapeError, match="alpha grid is empty"):
+        evaluate(lm, vec, csv_path=path, alphas=[], primer="")
+    with pytest.raises(CapeError, match="not in this vector"):
+        evaluate(lm, vec, csv_path=path, layers=[2], primer="")
