@@ -92,3 +92,43 @@ def test_bad_input(setup):
         evaluate(lm, vec, csv_path=path, alphas=[], primer="")
     with pytest.raises(CapeError, match="not in this vector"):
         evaluate(lm, vec, csv_path=path, layers=[2], primer="")
+
+
+def test_cli_eval_on_a_saved_tiny_model(setup, tmp_path, capsys):
+    """`cape steer extract` then `cape steer eval` as a user runs them (a tiny Llama with a
+    long enough context for lm-eval's primer), the saved JSON matching the printed one."""
+    import transformers
+
+    from cape.cli import main
+    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+
+    _, _, path = setup
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=4, vocab_size=VOCAB_SIZE, max_position_embeddings=4096,
+                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    vec = tmp_path / "v.safetensors"
+    assert main(["steer", "extract", "-m", str(folder), "--data", f"truthfulqa:{path}", "--layer", "1",
+                 "--eval-fraction", "0.34", "--out", str(vec)]) == 0
+    capsys.readouterr()
+    code = main(["steer", "eval", "-m", str(folder), "-v", str(vec), "--truthfulqa", str(path), "--alpha", "0",
+                 "--alpha", "30", "--random", "1", "--side-tokens", "64", "--limit", "3", "--out",
+                 str(tmp_path / "e.json"), "--json"])
+    got = capsys.readouterr()
+    assert code == 0, got.err
+    printed = json.loads(got.out[got.out.index("{"):])
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert printed["conditions"] == saved["conditions"] and saved["meta"]["n_questions"] == 3
+    conds = [(c["condition"], c["alpha"]) for c in saved["conditions"]]
+    assert conds[:2] == [("unsteered", None), ("prompt", None)] and ("random", 30.0) in conds
+    # without a vector: the unsteered model on the first questions of the file
+    code = main(["steer", "eval", "-m", str(folder), "--truthfulqa", str(path), "--limit", "2", "--json"])
+    got = capsys.readouterr()
+    assert code == 0 and json.loads(got.out[got.out.index("{"):])["mc1"]["n"] == 2
+    # an empty alpha grid cannot be asked for from the CLI (default 2, 4, 8); a bad layer is one line
+    code = main(["steer", "eval", "-m", str(folder), "-v", str(vec), "--truthfulqa", str(path), "--layer", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: layer 5 is not in this vector") and "loading" not in err

@@ -366,3 +366,116 @@ def info_cmd(
                     "norms": {str(k): float(v) for k, v in vec.norms().items()}})
         return
     out.print(vec.summary(), highlight=False)
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci is not None and len(ci) == 2 else ""
+
+
+@steer_app.command("eval")
+def eval_cmd(
+    model: ModelOpt,
+    truthfulqa: Annotated[Path, typer.Option("--truthfulqa", help="TruthfulQA.csv (questions; the "
+                                             "vector's held-out questions are its rows).")],
+    vector: Annotated[Optional[Path], typer.Option("--vector", "-v", help="A vector from `cape steer "
+                                                   "extract`; without one, the unsteered model is "
+                                                   "scored on every question.")] = None,
+    mc: Annotated[Optional[Path], typer.Option("--mc", help="mc_task.json (the multiple-choice targets "
+                                               "lm-eval scores); default: targets built from the CSV.")] = None,
+    alpha: Annotated[Optional[list[float]], typer.Option("--alpha", help="Strength(s) to sweep, in --unit "
+                                                         "(repeatable; default 2, 4, 8).")] = None,
+    layer: Annotated[Optional[list[int]], typer.Option("--layer", help="Block(s) to sweep (repeatable; "
+                                                       "default: the vector's chosen layer).")] = None,
+    unit: Annotated[str, typer.Option("--unit", help="sd (default), norm or raw.")] = "sd",
+    n_random: Annotated[int, typer.Option("--random", help="Random directions of equal norm per setting.")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random directions.")] = 0,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Score only the first N (held-out) questions.")] = None,
+    prompt_baseline: Annotated[bool, typer.Option("--prompt-baseline/--no-prompt-baseline",
+                                                  help="Also score a truthful-instruction prompt, unsteered.")] = True,
+    side_tokens: Annotated[int, typer.Option("--side-tokens", help="Tokens of neutral text for cross-entropy "
+                                             "and KL per condition (0: skip).")] = 512,
+    side_text: Annotated[Optional[Path], typer.Option("--side-text", help="Neutral text for the side effects "
+                                                      "(default: the one CAPE ships).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the results as JSON.")] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = 1,
+    layers_path: LayersPathOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """TruthfulQA MC1 and MC2 (as lm-evaluation-harness defines them) on the vector's held-out
+    questions: unsteered, a truthful-instruction prompt, and for each layer and alpha the
+    vector, its negation and random directions of equal norm, each as a paired difference from
+    unsteered with its interval, plus cross-entropy and KL on neutral text."""
+    from ..steer._deps import require
+
+    require("torch", "transformers")
+    if out_path is not None and not out_path.parent.is_dir():
+        raise CapeError(f"--out {out_path}: the folder does not exist")
+    if vector is None:
+        from ..steer.truthfulqa_mc import load_mc_targets, score_mc
+
+        targets = load_mc_targets(mc or truthfulqa)
+        items = list(targets)[:limit] if limit else list(targets)
+        lm = _load(model, device, dtype, threads, layers_path)
+        with _progress("questions", as_json) as tick:
+            res = score_mc(lm, items, progress=tick)
+        payload = {"command": "steer eval", **res.to_dict()}
+        if out_path is not None:
+            import json as _json
+
+            out_path.write_text(_json.dumps(payload, indent=1, default=str), encoding="utf-8")
+        if as_json:
+            _emit_json(payload)
+            return
+        out.print(res.summary(), highlight=False)
+        return
+    vec = _load_vector(vector)
+    from ..steer.evaluate import evaluate
+
+    for n in layer or []:  # before the (slow) model load
+        _chosen_layers(vec, n)
+    lm = _load(model, device, dtype, threads, layers_path)
+    with _progress("conditions", as_json) as tick:
+        res = evaluate(lm, vec, csv_path=truthfulqa, mc_path=mc, alphas=alpha or [2.0, 4.0, 8.0], layers=layer,
+                       unit=unit, n_random=n_random, seed=seed, limit=limit, prompt_baseline=prompt_baseline,
+                       side_effects_tokens=side_tokens, side_text=side_text, progress=tick)
+    saved = str(res.save(out_path)) if out_path is not None else None
+    if as_json:
+        _emit_json({"command": "steer eval", "out": saved, **res.to_dict()})
+        return
+    m = res.meta
+    t = Table(title=f"{res.model_id}: TruthfulQA on {m['n_questions']} held-out questions ({m['targets']}); "
+                    f"alpha in {m['unit']}",
+              caption="d: paired difference from unsteered (t 95% CI over questions); margin: steered minus "
+                      "the mean of the random directions of equal norm; CE+: cross-entropy increase on neutral "
+                      "text (nats/token); KL: from the unsteered next-token distribution")
+    for c in ("condition", "layer", "alpha", "MC1", "MC2", "dMC1 [CI]", "dMC2 [CI]", "margin MC2 [CI]", "CE+", "KL"):
+        t.add_column(c, justify="left" if c == "condition" else "right")
+    rand = res.conditions[res.conditions["condition"] == "random"]
+    shown = res.conditions[res.conditions["condition"] != "random"]
+    for r in shown.to_dict("records"):
+        t.add_row(r["condition"], "" if r["layer"] is None or r["layer"] != r["layer"] else str(int(r["layer"])),
+                  "" if r["alpha"] is None or r["alpha"] != r["alpha"] else f"{r['alpha']:g}",
+                  f"{r['mc1']:.3f}", f"{r['mc2']:.3f}", f"{r['d_mc1']:+.3f} {_ci(r['d_mc1_ci'])}",
+                  f"{r['d_mc2']:+.3f} {_ci(r['d_mc2_ci'])}",
+                  f"{r['margin_mc2']:+.3f} {_ci(r['margin_mc2_ci'])}" if r.get("margin_mc2") == r.get("margin_mc2")
+                  and r.get("margin_mc2") is not None else "",
+                  f"{r['ce_increase']:+.4f}" if r.get("ce_increase") == r.get("ce_increase")
+                  and r.get("ce_increase") is not None else "",
+                  f"{r['kl']:.4f}" if r.get("kl") == r.get("kl") and r.get("kl") is not None else "")
+    if len(rand):
+        g = rand.groupby(["layer", "alpha"], sort=False).agg(mc1=("mc1", "mean"), mc2=("mc2", "mean"),
+                                                             d_mc2=("d_mc2", "mean"), kl=("kl", "mean"),
+                                                             k=("mc1", "size")).reset_index()
+        for r in g.to_dict("records"):
+            t.add_row(f"random (mean of {r['k']})", str(int(r["layer"])), f"{r['alpha']:g}", f"{r['mc1']:.3f}",
+                      f"{r['mc2']:.3f}", "", f"{r['d_mc2']:+.3f}", "", "", f"{r['kl']:.4f}" if r["kl"] == r["kl"] else "")
+    out.print(t)
+    best = res.best()
+    if best:
+        out.print(f"best steered setting: layer {int(best['layer'])}, alpha {best['alpha']:g}: MC2 {best['mc2']:.3f} "
+                  f"(d {best['d_mc2']:+.3f} {_ci(best['d_mc2_ci'])}; over random directions "
+                  f"{best.get('margin_mc2', float('nan')):+.3f} {_ci(best.get('margin_mc2_ci'))})", highlight=False)
+    if saved:
+        out.print(f"saved {saved}", highlight=False)
