@@ -36,7 +36,7 @@ __all__ = [
     "exact_permutations", "permutation_test_r", "permutation_null", "PermutationResult",
     "resample_counts", "bootstrap_weights", "jackknife_weights", "bootstrap", "bootstrap_moments", "Bootstrap",
     "interval", "pearson_moments", "pearson_finish", "bh_fdr",
-    "rank", "Progress",
+    "rank", "Progress", "t_interval", "wilson_interval", "Z95",
 ]
 
 #: Monte Carlo permutations when n > EXACT_MAX_N (p resolution 1e-4).
@@ -540,3 +540,28 @@ def bh_fdr(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     out[order] = np.clip(adj, 0, 1)
     q[ok] = out
     return q
+
+
+#: z for a two-sided 95% interval (a definition, not a result).
+Z95 = float(sps.norm.ppf(0.975))
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Student t interval for the mean of ``values``; ``(nan, nan)`` for fewer than 2."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2:
+        return math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2, v.size - 1)) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for k successes out of n (vectorised; default 95%)."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1.0 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)

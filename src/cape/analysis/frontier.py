@@ -472,17 +472,10 @@ class Labs(Result):
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
-def _t_interval(v: np.ndarray, level: float) -> tuple[float, float]:
-    if v.size < 2:
-        return math.nan, math.nan
-    half = sps.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    return float(v.mean() - half), float(v.mean() + half)
-
-
 def _lab_row(lab: str, g: pd.DataFrame, level: float) -> dict:
     x, y, h = g["x"].to_numpy(), g["y"].to_numpy(), g["h"].to_numpy()
     core = g.loc[g["subset"] == "core", "h"].to_numpy()
-    lo, hi = _t_interval(h, level)
+    lo, hi = stats.t_interval(h, level)
     row = {"lab": lab, "n": len(g), "n_core": int(core.size), "mean_h": float(h.mean()),
            "mean_h_low": lo, "mean_h_high": hi,
            "mean_h_core": float(core.mean()) if core.size else math.nan,
@@ -581,11 +574,11 @@ def labs(frame: pd.DataFrame, pair=None, *, subset: str = "published", min_model
                                           "n_fit"])
     if len(lolo):
         per = lolo["mae"].to_numpy()
-        lo_, hi_ = _t_interval(per, level)
+        lo_, hi_ = stats.t_interval(per, level)
         mae = Estimate("leave-one-lab-out MAE", float(per.mean()), len(lolo), "mean over labs of each lab's "
                        "MAE (paper protocol)", (lo_, hi_), level, "t interval over labs", "lab")
         errs = np.concatenate(held_out)
-        plo, phi = _t_interval(errs, level)
+        plo, phi = stats.t_interval(errs, level)
         pooled = Estimate("leave-one-lab-out MAE, pooled", float(errs.mean()), errs.size,
                           "mean absolute error over the held-out models", (plo, phi), level,
                           "t interval over models (models of a lab are not independent)")

@@ -341,6 +341,19 @@ def _parse_label(value: Any, *, file: str, row: int) -> bool:
     raise InputError(f"label {shown} is not 0/1/true/false", file=file, row=row, field="label")
 
 
+def truthfulqa_records(path: Path) -> list:
+    """The data rows of a TruthfulQA.csv, ``(line, record)`` each, after checking its columns
+    (an InputError naming the file and the missing column) and that it has rows."""
+    header, records = _read_table(path, ",")
+    for col in TRUTHFULQA_COLUMNS:
+        if col not in header:
+            raise InputError(f"missing column '{col}' (TruthfulQA.csv has {', '.join(TRUTHFULQA_COLUMNS)})",
+                             file=path, field=col)
+    if not records:
+        raise InputError("no questions (the file has no data rows)", file=path)
+    return records
+
+
 def _check_path(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
@@ -468,13 +481,7 @@ def from_truthfulqa(path: str | Path, *, max_questions: int | None = None, seed:
     The loader's ``notes`` say what cleaning and balancing dropped; ``summary()`` shows them.
     """
     path = _check_path(path)
-    header, records = _read_table(path, ",")
-    for col in TRUTHFULQA_COLUMNS:
-        if col not in header:
-            raise InputError(f"missing column '{col}' (TruthfulQA.csv has {', '.join(TRUTHFULQA_COLUMNS)})",
-                             file=path, field=col)
-    if not records:
-        raise InputError("no questions (the file has no data rows)", file=path)
+    records = truthfulqa_records(path)
     statements: list[str] = []
     labels: list[bool] = []
     groups: list[str] = []

@@ -64,14 +64,12 @@ def random_like(vector: "SteeringVector", seed: int) -> "SteeringVector":
                           meta={"control": "random", "seed": int(seed)})
 
 
-def _t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
-    from scipy import stats
+def _ci(x: np.ndarray) -> list[float]:
+    """The t 95% interval of a mean (cape.stats.t_interval) as a list; [] below 2 values."""
+    from ..stats import t_interval
 
-    x = np.asarray(x, dtype=float)
-    if len(x) < 2:
-        return None
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
+    lo, hi = t_interval(x)
+    return [] if np.isnan(lo) else [lo, hi]
 
 
 @dataclass
@@ -199,12 +197,12 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
     for r, key in zip(rows, per_q):
         d = per_q[key] - base
         r["d_mc1"], r["d_mc2"] = float(d[:, 0].mean()), float(d[:, 1].mean())
-        r["d_mc1_ci"], r["d_mc2_ci"] = list(_t_interval(d[:, 0]) or ()), list(_t_interval(d[:, 1]) or ())
+        r["d_mc1_ci"], r["d_mc2_ci"] = _ci(d[:, 0]), _ci(d[:, 1])
         if r["condition"] == "steered" and n_random:
             rand = np.mean([per_q[(f"random:{seed + k}", r["layer"], r["alpha"])] for k in range(n_random)], axis=0)
             m = per_q[key] - rand
             r["margin_mc1"], r["margin_mc2"] = float(m[:, 0].mean()), float(m[:, 1].mean())
-            r["margin_mc1_ci"], r["margin_mc2_ci"] = list(_t_interval(m[:, 0]) or ()), list(_t_interval(m[:, 1]) or ())
+            r["margin_mc1_ci"], r["margin_mc2_ci"] = _ci(m[:, 0]), _ci(m[:, 1])
     conditions = pd.DataFrame(rows)
     frames = []
     for (cond, layer, alpha), arr in per_q.items():

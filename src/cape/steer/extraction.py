@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from cape.errors import CapeError
+from cape.stats import wilson_interval  # one place for the formula; re-exported here
 
 if TYPE_CHECKING:  # pragma: no cover
     from cape.steer.data import ContrastSet
@@ -64,8 +65,6 @@ POOLINGS = ("last", "mean")
 #: How probe accuracy is measured (stored with the vector and printed by ``summary()``).
 PROBE = ("held-out accuracy of the unit direction with threshold at the midpoint of the "
          "extraction split's class means of the projection; Wilson 95% CI on n_eval statements")
-#: z for a two-sided 95% interval (a definition, not a result).
-Z95 = 1.959963984540054
 
 #: A method: activations of true statements ``pos`` [n_pos, ..., hidden] and false statements
 #: ``neg`` [n_neg, ..., hidden] -> a direction [..., hidden] (any norm; sign: true higher).
@@ -312,18 +311,6 @@ def _method(method: str | Method) -> tuple[str, Method]:
 
 
 # --------------------------------------------------------------------------- statistics
-
-def wilson_interval(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for k successes out of n (vectorised; default 95%)."""
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-
 
 def pair_within_groups(labels, groups, seed: int = 0) -> np.ndarray:
     """Pairs ``[m, 2]`` of row indices (true, false) for paired methods such as :func:`pca`.

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CapeError, InputError
-from .extraction import Z95, wilson_interval
+from ..stats import Z95, wilson_interval
 
 __all__ = [
     "METRICS", "NO_COMMENT", "RULE", "format_references", "references_from_csv",
@@ -110,18 +110,12 @@ def references_from_csv(path: str | Path) -> pd.DataFrame:
     ("Incorrect Answers", formatted). A question without a correct or an incorrect answer is
     an :class:`~cape.errors.InputError` naming the line and field.
     """
-    from .data import TRUTHFULQA_COLUMNS, _read_table
+    from .data import truthfulqa_records
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise CapeError(f"{path}: no such file (the TruthfulQA CSV, e.g. data/truthfulqa/TruthfulQA.csv)")
-    header, records = _read_table(path, ",")
-    for col in TRUTHFULQA_COLUMNS:
-        if col not in header:
-            raise InputError(f"missing column '{col}' (TruthfulQA.csv has {', '.join(TRUTHFULQA_COLUMNS)})",
-                             file=path, field=col)
-    if not records:
-        raise InputError("no questions (the file has no data rows)", file=path)
+    records = truthfulqa_records(path)
     rows = []
     for n, (line, rec) in enumerate(records):
         question = (rec.get("Question") or "").strip()

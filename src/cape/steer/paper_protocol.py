@@ -207,7 +207,7 @@ def paper_protocol(lm: "LoadedModel", prompts: Sequence[str] | Sequence[dict], *
             if progress:
                 progress(done, total)
     frame = pd.DataFrame(rows)
-    from .extraction import wilson_interval
+    from ..stats import wilson_interval
 
     summary = []
     for cond in conditions:

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..analysis.results import Estimate, Result, fmt_num, jsonable
 from ..errors import CapeError
+from ..stats import t_interval
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import LoadedModel
@@ -219,18 +220,6 @@ def _max_positions(model: Any) -> int | None:
     return None
 
 
-def _t_interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    """Student t-interval for the mean of ``values`` ((nan, nan) for fewer than 2)."""
-    n = values.size
-    if n < 2:
-        return (math.nan, math.nan)
-    from scipy import stats as sps
-
-    mean = float(values.mean())
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
-    return (mean - half, mean + half)
-
-
 # ------------------------------------------------------------------------------ measurement
 
 def _window_scores(plain: Any, steered: Any, targets: Any) -> tuple[Any, Any, Any]:
@@ -354,8 +343,8 @@ def side_effects(lm: "LoadedModel", vector: "SteeringVector", *, alpha: float,
         model_id=str(getattr(lm, "model_id", "") or vector.model_id), alpha=alpha, unit=unit, mode=mode,
         layers=[int(n) for n in chosen],
         ce_plain=float(ce_p.mean()), ce_steered=float(ce_q.mean()), ce_increase=float((ce_q - ce_p).mean()),
-        kl_mean=float(kl_w.mean()), ce_increase_ci=_t_interval(ce_q - ce_p, level),
-        kl_ci=_t_interval(kl_w, level), level=level, ci_method=CI_METHOD,
+        kl_mean=float(kl_w.mean()), ce_increase_ci=t_interval(ce_q - ce_p, level),
+        kl_ci=t_interval(kl_w, level), level=level, ci_method=CI_METHOD,
         n_tokens=n_windows * (width - 1), n_windows=n_windows, window=width, n_text_tokens=used,
         n_dropped=int(ids.size) - used, text_source=source,
         text_sha256=hashlib.sha256(content.encode("utf-8")).hexdigest(),

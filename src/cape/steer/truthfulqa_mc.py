@@ -609,14 +609,11 @@ def score_mc_naive(lm: Any, items: Any, *, progress: Callable[[int, int], None] 
 # Result
 # ---------------------------------------------------------------------------------------------
 def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
-    from scipy import stats as sps
+    """cape.stats.t_interval clipped to [0, 1] (MC2 is a probability); None below 2 questions."""
+    from ..stats import t_interval
 
-    n = len(values)
-    if n < 2:
-        return None
-    mean, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(n))
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
-    return (max(0.0, mean - half), min(1.0, mean + half))
+    lo, hi = t_interval(values, level)
+    return None if math.isnan(lo) else (max(0.0, lo), min(1.0, hi))
 
 
 @dataclass
@@ -674,7 +671,7 @@ def _result(encoded: list[_Encoded], lls: list[list[float]], skipped, *, scorer:
         "n_mc1": [len(e.item.mc1) for e in encoded], "n_mc2": [len(e.item.mc2) for e in encoded],
         "source": [e.item.source for e in encoded],
     })
-    from .extraction import wilson_interval
+    from ..stats import wilson_interval
 
     n = len(frame)
     note = None if n else "no question was scored"
