@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import pytest
 
-VOCAB_SIZE = 128          # >= 4 special tokens + 95 printable ASCII characters
+VOCAB_SIZE = 128          # >= 4 special tokens + 95 printable ASCII characters + newline
 HEADS = 4
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -75,17 +75,18 @@ EXPECTED_LAYERS_PATH: dict[str, str] = {
 
 
 def make_tokenizer(*, pad: bool = True):
-    """A new character-level fast tokenizer over printable ASCII (left padding; ``pad=False``:
+    """A new character-level fast tokenizer over printable ASCII and the newline (left padding; ``pad=False``:
     without a pad token, as many real tokenizers come)."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    chars = [c for c in string.printable if c.isprintable()]  # 95 printable ASCII characters
+    chars = [c for c in string.printable if c.isprintable()] + ["\n"]  # 95 printable ASCII characters, newline
     vocab = {tok: i for i, tok in enumerate(specials + chars)}
     assert len(vocab) <= VOCAB_SIZE
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()  # decode gives the text back (no space between characters)
     named = {"pad_token": "<pad>"} if pad else {}
     tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>",
                                   unk_token="<unk>", **named)

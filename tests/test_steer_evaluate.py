@@ -132,3 +132,65 @@ def test_cli_eval_on_a_saved_tiny_model(setup, tmp_path, capsys):
     code = main(["steer", "eval", "-m", str(folder), "-v", str(vec), "--truthfulqa", str(path), "--layer", "5"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: layer 5 is not in this vector") and "loading" not in err
+
+
+# ------------------------------------------------------------------------- open-ended answers
+
+def test_open_ended_answers_stop_at_a_blank_line(setup):
+    """A tiny model pushed to say "\\n" at every step ends each answer at once (stop string
+    found, generation cut short); pushed to say "x" it runs to max_new_tokens."""
+    from cape.steer.open_ended import answer_prompt, answer_questions
+
+    lm, _, _ = setup
+    tok = lm.tokenizer
+    assert answer_prompt("Why?", "P").endswith("P\n\nQ: Why?\nA:")
+    head = lm.model.get_output_embeddings()
+    for char, want, steps in (("\n", "", 2), ("x", "x" * 7, 7)):
+        tid = tok.convert_tokens_to_ids(char)
+        calls = []
+
+        def force(module, args, output, tid=tid, calls=calls):  # the model can only say `char`
+            calls.append(1)
+            forced = torch.full_like(output, -1e4)
+            forced[..., tid] = 0.0
+            return forced
+
+        handle = head.register_forward_hook(force)
+        try:
+            got = answer_questions(lm, ["Is ice cold?", "Do birds fly?"], primer="", max_new_tokens=7)
+        finally:
+            handle.remove()
+        assert got == [want, want], (char, got)
+        assert len(calls) == steps  # one forward per new token: "\n\n" ends the answers after two
+    with pytest.raises(CapeError, match="empty"):
+        answer_questions(lm, [" "], primer="")
+
+
+def test_evaluate_open_ended_rates_follow_the_judgements(setup):
+    lm, vec, path = setup
+    res = evaluate(lm, vec, csv_path=path, alphas=[0.0, 80.0], n_random=2, primer="", side_effects_tokens=0,
+                   unit="raw", open_ended=True, max_new_tokens=6, prompt_baseline=False)
+    c, pq = res.conditions, res.per_question
+    u = pq[pq["condition"] == "unsteered"]["judged_true"].to_numpy(dtype=bool)
+    base = c[c["condition"] == "unsteered"].iloc[0]
+    assert base["misaligned_k"] == int((~u).sum()) and base["oe_true_k"] == int(u.sum())
+    for r in c[c["condition"] != "unsteered"].to_dict("records"):
+        sub = pq[(pq["condition"].str.split(":").str[0] == r["condition"]) & (pq["alpha"] == r["alpha"])]
+        if r["condition"] == "random":
+            sub = sub[sub["condition"] == f"random:{int(r['control_seed'])}"]
+        s = sub["judged_true"].to_numpy(dtype=bool)
+        assert (r["corrected_k"], r["corrected_n"]) == (int((~u & s).sum()), int((~u).sum()))
+        assert (r["broken_k"], r["broken_n"]) == (int((u & ~s).sum()), int(u.sum()))
+        if r["alpha"] == 0.0:  # no push: the same answers, nothing corrected or broken
+            assert list(sub["answer"]) == list(pq[pq["condition"] == "unsteered"]["answer"])
+            assert r["corrected_k"] == 0 and r["broken_k"] == 0
+    big = pq[(pq["condition"] == "steered") & (pq["alpha"] == 80.0)]
+    assert list(big["answer"]) != list(pq[pq["condition"] == "unsteered"]["answer"])
+    st = c[(c["condition"] == "steered") & (c["alpha"] == 80.0)].iloc[0]
+    rand = np.mean([pq[(pq["condition"] == f"random:{k}") & (pq["alpha"] == 80.0)]["judged_true"].to_numpy(float)
+                    for k in (0, 1)], axis=0)
+    assert st["margin_oe_true"] == pytest.approx(float((big["judged_true"].to_numpy(float) - rand).mean()))
+    assert "steered layer 1 alpha 80" in res.meta["open_ended"]["samples"]
+    assert "open-ended: greedy answers judged by bleu" in res.summary()
+    with pytest.raises(CapeError, match="unknown judge metric"):
+        evaluate(lm, vec, csv_path=path, alphas=[1.0], primer="", open_ended=True, judge_metric="bleurt")

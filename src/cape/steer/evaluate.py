@@ -18,6 +18,19 @@ directions (per question, steered minus the mean of the random ones) says how mu
 effect is the direction's and not any push of that size. Side effects (cross-entropy on
 neutral text and KL from the unsteered model, :mod:`cape.steer.side_effects`) are measured
 for the steered and random conditions.
+
+With ``open_ended=True`` every condition also answers the same questions in its own words
+(greedy, :mod:`cape.steer.open_ended`), judged by TruthfulQA's automatic rule
+(:mod:`cape.steer.judge`, BLEU by default): the share judged true (Wilson interval), and
+against the unsteered answers of the same questions the corrected rate (judged true among
+the questions whose unsteered answer was judged false) and the broken rate (judged false
+among those judged true), with Wilson intervals; for the steered vector, its corrected and
+true-rate margins over the random directions (paired per question, t intervals), and a
+sample of answer pairs per transition.
+
+With ``paper_prompts`` (the preprint's ``self_aligning_demo_410m.json``) the preprint's own
+protocol (:mod:`cape.steer.paper_protocol`) runs too, beside its alpha = 0 and greedy
+controls, and is saved with the rest.
 """
 
 from __future__ import annotations
@@ -72,6 +85,50 @@ def _ci(x: np.ndarray) -> list[float]:
     return [] if np.isnan(lo) else [lo, hi]
 
 
+def _rate_fields(prefix: str, r: dict) -> dict:
+    return {prefix: r["rate"], f"{prefix}_k": r["k"], f"{prefix}_n": r["n"], f"{prefix}_ci": list(r["ci"])
+            if r["n"] else []}
+
+
+def _open_ended(rows: list[dict], keys: list, answers: dict, refs: pd.DataFrame, *, judge_metric: str,
+                n_sample: int, n_random: int, seed: int) -> tuple[dict, dict]:
+    """Judge every condition's answers; add the open-ended columns to ``rows`` (in place).
+    Returns (judged_true per condition key, answer-pair samples per condition label)."""
+    from ..stats import wilson_interval
+    from .judge import evaluate_open_ended
+
+    base_key = ("unsteered", None, None)
+    judged, samples, results = {}, {}, {}
+    for key in keys:
+        res = evaluate_open_ended(refs, answers[base_key], answers[key], metric=judge_metric, n_sample=n_sample,
+                                  seed=seed)
+        results[key] = res
+        judged[key] = res.frame["steered_true"].to_numpy(dtype=bool)
+    for r, key in zip(rows, keys):
+        t = judged[key]
+        k, n = int(t.sum()), int(t.size)
+        lo, hi = wilson_interval(k, n)
+        r.update(oe_true=k / n, oe_true_k=k, oe_true_n=n, oe_true_ci=[float(lo), float(hi)])
+        rates = results[key].rates
+        if key == base_key:
+            r.update(_rate_fields("misaligned", rates["misaligned"]))
+            continue
+        r.update(_rate_fields("corrected", rates["corrected"]))
+        r.update(_rate_fields("broken", rates["broken"]))
+        if not key[0].startswith("random"):
+            label = key[0] if key[1] is None else f"{key[0]} layer {key[1]} alpha {key[2]:g}"
+            samples[label] = results[key].sample
+        if key[0] == "steered" and n_random:
+            rand = np.mean([judged[(f"random:{seed + j}", key[1], key[2])] for j in range(n_random)], axis=0)
+            m = t.astype(float) - rand
+            r["margin_oe_true"], r["margin_oe_true_ci"] = float(m.mean()), _ci(m)
+            mis = ~judged[base_key]
+            if mis.any():
+                mc = m[mis]
+                r["margin_corrected"], r["margin_corrected_ci"] = float(mc.mean()), _ci(mc)
+    return judged, samples
+
+
 @dataclass
 class SteeringEvaluation:
     """Per condition: MC1/MC2 with intervals, the paired difference from unsteered with its
@@ -93,9 +150,22 @@ class SteeringEvaluation:
                  f"questions ({m.get('targets')}), unit {m.get('unit')}, {m.get('n_random')} random "
                  f"directions per setting"]
         cols = ["condition", "layer", "alpha", "mc1", "mc2", "d_mc1", "d_mc1_ci", "d_mc2", "d_mc2_ci",
-                "margin_mc2", "margin_mc2_ci", "ce_increase", "kl"]
+                "margin_mc2", "margin_mc2_ci", "ce_increase", "kl", "oe_true", "corrected", "corrected_ci",
+                "broken", "margin_corrected", "margin_corrected_ci"]
         table = self.conditions[[c for c in cols if c in self.conditions]].copy()
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+        oe = m.get("open_ended")
+        if oe:
+            lines.append(f"open-ended: greedy answers judged by {oe['metric']} (TruthfulQA's rule); "
+                         f"corrected = judged true among questions the unsteered model got wrong")
+        if m.get("skipped"):
+            lines.append(f"skipped {len(m['skipped'])} question(s) longer than the context window")
+        pp = m.get("paper_protocol")
+        if pp:
+            lines.append(f"preprint protocol (direction at block {pp['layer']}):")
+            for c in pp["conditions"]:
+                lines.append(f"  {c['condition']:<9} {c['changed']}/{c['n']} changed = {c['share']:.0%} "
+                             f"[{c['ci_low']:.0%}, {c['ci_high']:.0%}]  ({c['what']})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -131,7 +201,8 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
              alphas: Sequence[float] = (2.0, 4.0, 8.0), layers: Sequence[int] | None = None, unit: str = "sd",
              n_random: int = 3, seed: int = 0, limit: int | None = None, prompt_baseline: bool = True,
              side_effects_tokens: int = 512, side_text: str | Path | None = None,
-             primer: str | None = None,
+             primer: str | None = None, open_ended: bool = False, max_new_tokens: int = 50,
+             judge_metric: str = "bleu", n_sample: int = 3, paper_prompts: str | Path | None = None,
              progress: Callable[[int, int], Any] | None = None) -> SteeringEvaluation:
     """Score the vector's held-out questions under every condition (see the module doc).
 
@@ -139,7 +210,12 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
     held-out questions. ``side_effects_tokens`` (0 to skip): tokens of neutral text for the
     cross-entropy and KL of each steered and random condition. ``primer``: lm-eval's QA primer
     by default (another one only for tests and models with a short context).
+    ``open_ended``: also generate greedy answers (up to ``max_new_tokens``) per condition and
+    judge them (``judge_metric``: bleu, rougeL, rouge1 or rouge2), keeping ``n_sample`` answer
+    pairs per transition. ``paper_prompts``: also run the preprint's protocol on these prompts.
+    ``progress(done, total)`` after each condition (and each paper-protocol prompt).
     """
+    from .open_ended import answer_questions
     from .side_effects import side_effects
     from .truthfulqa_mc import QA_PRIMER, heldout_questions, score_mc
 
@@ -161,6 +237,31 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
     items = list(targets)[: limit] if limit else list(targets)
     if not items:
         raise CapeError("no held-out question to score")
+    refs = None
+    if open_ended:
+        from .judge import METRICS, _require, references_for_groups, references_from_csv
+
+        if judge_metric not in METRICS:
+            raise CapeError(f"unknown judge metric {judge_metric!r}: use one of {', '.join(METRICS)}")
+        _require()
+        refs = references_for_groups(references_from_csv(csv_path), [f"truthfulqa:{it.row}" for it in items])
+    prompts = None
+    if paper_prompts is not None:
+        from .paper_protocol import paper_prompts as _read_prompts
+
+        prompts = _read_prompts(paper_prompts)
+    # questions too long for the context window under the longest primer used are skipped
+    # for every condition alike (and counted), so that conditions stay paired
+    from .truthfulqa_mc import _encode_items, _max_length
+
+    longest = (TRUTHFUL_INSTRUCTION + primer) if prompt_baseline else primer
+    _, too_long = _encode_items(lm, items, longest, _max_length(lm))
+    skipped = [{"question": q, "reason": why} for q, why in too_long]
+    if too_long:
+        drop = {q for q, _ in too_long}
+        items = [it for it in items if it.question not in drop]
+        if not items:
+            raise CapeError(f"every held-out question is longer than the context window ({too_long[0][1]})")
     started = time.perf_counter()
     plan: list[tuple[str, int | None, float | None, Any]] = [("unsteered", None, None, None)]
     if prompt_baseline:
@@ -172,15 +273,21 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
             plan.append(("negated", layer, a, -one))
             for k in range(n_random):
                 plan.append((f"random:{seed + k}", layer, a, random_like(one, seed + k)))
-    total = len(plan)
-    rows, per_q = [], {}
+    total = len(plan) + (3 * len(prompts) if prompts else 0)
+    rows, per_q, answers = [], {}, {}
+    questions = [it.question for it in items]
     for i, (cond, layer, alpha, vec) in enumerate(plan):
+        key = (cond, layer, alpha)
+        own = (TRUTHFUL_INSTRUCTION + primer) if cond == "prompt" else primer
         if vec is None:
-            res = score_mc(lm, items, primer=(TRUTHFUL_INSTRUCTION + primer) if cond == "prompt" else primer)
+            res = score_mc(lm, items, primer=own)
+            if open_ended:
+                answers[key] = answer_questions(lm, questions, primer=own, max_new_tokens=max_new_tokens)
         else:
             with vec.apply(lm, alpha, unit=unit):
                 res = score_mc(lm, items, primer=primer)
-        key = (cond, layer, alpha)
+                if open_ended:
+                    answers[key] = answer_questions(lm, questions, primer=primer, max_new_tokens=max_new_tokens)
         per_q[key] = res.per_question[["mc1", "mc2"]].to_numpy(dtype=float)
         row = {"condition": cond.split(":")[0], "control_seed": int(cond.split(":")[1]) if ":" in cond else None,
                "layer": layer, "alpha": alpha, "n": res.n, "mc1": res.mc1.value, "mc1_ci": list(res.mc1.ci or ()),
@@ -203,12 +310,29 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
             m = per_q[key] - rand
             r["margin_mc1"], r["margin_mc2"] = float(m[:, 0].mean()), float(m[:, 1].mean())
             r["margin_mc1_ci"], r["margin_mc2_ci"] = _ci(m[:, 0]), _ci(m[:, 1])
+    samples: dict[str, list] = {}
+    judged: dict = {}
+    if open_ended:
+        judged, samples = _open_ended(rows, list(per_q), answers, refs, judge_metric=judge_metric, n_sample=n_sample,
+                                      n_random=n_random, seed=seed)
+    paper = None
+    if prompts:
+        from .paper_protocol import paper_protocol
+
+        offset = len(plan)
+        paper = paper_protocol(lm, prompts, seed=seed,
+                               progress=(lambda d, t: progress(offset + d, total)) if progress else None).to_dict()
     conditions = pd.DataFrame(rows)
     frames = []
-    for (cond, layer, alpha), arr in per_q.items():
-        frames.append(pd.DataFrame({"question": [it.question for it in items], "row": [it.row for it in items],
-                                    "condition": cond, "layer": layer, "alpha": alpha,
-                                    "mc1": arr[:, 0].astype(int), "mc2": arr[:, 1]}))
+    for key, arr in per_q.items():
+        cond, layer, alpha = key
+        frame = pd.DataFrame({"question": [it.question for it in items], "row": [it.row for it in items],
+                              "condition": cond, "layer": layer, "alpha": alpha,
+                              "mc1": arr[:, 0].astype(int), "mc2": arr[:, 1]})
+        if open_ended:
+            frame["answer"] = answers[key]
+            frame["judged_true"] = judged[key]
+        frames.append(frame)
     meta = {"targets": targets.source, "n_questions": len(items), "unit": unit, "alphas": alphas, "layers": layers,
             "n_random": int(n_random), "seed": int(seed), "prompt_instruction": TRUTHFUL_INSTRUCTION if prompt_baseline
             else None, "vector": {**vector.describe(), "meta": {k: v for k, v in vector.meta.items()
@@ -217,6 +341,11 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
                       "n_eval_groups": len(vector.meta.get("eval_groups", []))},
             "side_effects_tokens": int(side_effects_tokens), "versions": _versions(),
             "primer": "lm-eval QA primer" if primer == QA_PRIMER else "custom primer",
+            "skipped": skipped,
+            "open_ended": ({"metric": judge_metric, "max_new_tokens": int(max_new_tokens), "decoding": "greedy",
+                            "samples": samples, "prompt": "primer + '\\n\\nQ: ' + question + '\\nA:', stop at a "
+                                                          "blank line"} if open_ended else None),
+            "paper_protocol": paper,
             "seconds": time.perf_counter() - started,
             "definition": "TruthfulQA MC1/MC2 as lm-evaluation-harness truthfulqa_mc1/mc2; differences paired "
                           "per question against unsteered, Student t 95% intervals over questions"}
