@@ -130,7 +130,7 @@ def test_reasons_are_built_from_numbers(audit):
     from cape.cli import app
     steer = next(g for g in typer.main.get_command(app).commands.values() if g.name == "steer")
     named = set(re.findall(r"cape steer (\w+)", reason))
-    assert {"layers", "extract", "generate"} <= named and named <= set(steer.commands), named
+    assert {"extract", "eval"} <= named and named <= set(steer.commands), named
 
 
 def test_audit_is_reproducible_with_a_seed():

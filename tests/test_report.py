@@ -433,3 +433,40 @@ def test_cli_report_json_and_errors(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"error: cannot write the report to {tmp_path / 'f' / 'rep'}: {tmp_path / 'f'} is a file, not a folder"]
+
+
+def test_saved_steering_evaluations_get_their_sweep_and_table(tmp_path):
+    """Saved steering evaluations (as `cape steer eval` records them) become a sweep figure
+    and a table each; a model name is text, never markup."""
+    from cape.steer.evaluate import SteeringEvaluation
+
+    def row(cond, alpha, mc2, seed=None, **kw):
+        return {"condition": cond, "control_seed": seed, "layer": None if cond in ("unsteered", "prompt") else 5,
+                "alpha": alpha, "mc1": 0.3, "mc2": mc2, "mc2_ci": [mc2 - 0.05, mc2 + 0.05], "kl": 0.01 * (alpha or 0),
+                "ce_increase": 0.02 * (alpha or 0), "ce_increase_ci": [0.0, 0.1], **kw}
+    conds = [row("unsteered", None, 0.40), row("prompt", None, 0.42)]
+    for a in (2.0, 4.0):
+        conds += [row("steered", a, 0.40 + 0.01 * a, d_mc2=0.01 * a, d_mc2_ci=[0.0, 0.02 * a], margin_mc2=0.005 * a,
+                      margin_mc2_ci=[-0.01, 0.03]),
+                  row("negated", a, 0.40 - 0.01 * a, d_mc2=-0.01 * a),
+                  row("random", a, 0.401, seed=0, d_mc2=0.001), row("random", a, 0.399, seed=1, d_mc2=-0.001)]
+    doc = {"kind": "cape-steering-evaluation", "model": "<b>m&co</b>", "per_question": [],
+           "meta": {"n_questions": 12, "targets": "mc_task.json", "unit": "sd", "n_random": 2,
+                    "finished_at": "2026-12-01T00:00:00+00:00"}, "conditions": conds}
+    path = tmp_path / "ev.json"
+    path.write_text(json.dumps(doc))
+    ev = SteeringEvaluation.load(path)
+    rs = ev.random_summary()
+    assert list(rs["k"]) == [2, 2] and rs["mc2"].tolist() == pytest.approx([0.4, 0.4])
+    assert rs["mc2_min"].tolist() == [0.399, 0.399] and rs["mc2_max"].tolist() == [0.401, 0.401]
+    res = build_report(tmp_path / "r", seed=0, static=False, steering=[ev])
+    names = {f.name for f in res.figures}
+    assert {"steering-sweep", "steering"} <= names and "steering" not in res.missing
+    text = res.html.read_text(encoding="utf-8")
+    assert 'id="fig-steering-sweep"' in text and "<b>m&co</b>" not in text
+    fig = figures.steering_sweep(ev)
+    assert fig.layout.title.text == "<b>Steering sweep: &lt;b&gt;m&amp;co&lt;/b&gt;</b>"
+    steered = [t for t in fig.data if t.name == "steered, layer 5"]
+    # one trace per panel: MC1, MC2, CE, KL (no open-ended answers in this run: no corrected panel)
+    assert list(steered[0].y) == pytest.approx([0.3, 0.3]) and len(steered) == 4
+    assert [a.text for a in fig.layout.annotations if "rate" in a.text] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,12 +117,21 @@ def test_cli_eval_on_a_saved_tiny_model(setup, tmp_path, capsys):
     capsys.readouterr()
     code = main(["steer", "eval", "-m", str(folder), "-v", str(vec), "--truthfulqa", str(path), "--alpha", "0",
                  "--alpha", "30", "--random", "1", "--side-tokens", "64", "--limit", "3", "--out",
-                 str(tmp_path / "e.json"), "--json"])
+                 str(tmp_path / "e.json"), "--max-new-tokens", "4", "--plot", str(tmp_path / "sweep.html"), "--json"])
     got = capsys.readouterr()
     assert code == 0, got.err
     printed = json.loads(got.out[got.out.index("{"):])
     saved = json.loads((tmp_path / "e.json").read_text())
     assert printed["conditions"] == saved["conditions"] and saved["meta"]["n_questions"] == 3
+    # open-ended answers judged for every condition; the run recorded where cape audit looks
+    assert all(c["oe_true_n"] == 3 for c in saved["conditions"]) and "corrected" in saved["conditions"][2]
+    from cape.steer.evaluate import saved_evaluations, steering_dir
+
+    assert printed["recorded"] and Path(printed["recorded"]).parent == steering_dir()
+    [ev] = saved_evaluations()
+    assert ev.model_id == saved["model"] and len(ev.conditions) == len(saved["conditions"])
+    html = (tmp_path / "sweep.html").read_text()
+    assert "Steering sweep" in html and "random (mean), layer 1" in html
     conds = [(c["condition"], c["alpha"]) for c in saved["conditions"]]
     assert conds[:2] == [("unsteered", None), ("prompt", None)] and ("random", 30.0) in conds
     # without a vector: the unsteered model on the first questions of the file
@@ -194,3 +204,36 @@ def test_evaluate_open_ended_rates_follow_the_judgements(setup):
     assert "open-ended: greedy answers judged by bleu" in res.summary()
     with pytest.raises(CapeError, match="unknown judge metric"):
         evaluate(lm, vec, csv_path=path, alphas=[1.0], primer="", open_ended=True, judge_metric="bleurt")
+
+
+def _doc(model, when, d_mc2=0.01):
+    return {"kind": "cape-steering-evaluation", "model": model, "meta": {"finished_at": when, "n_questions": 2},
+            "conditions": [{"condition": "unsteered", "layer": None, "alpha": None, "mc1": 0.5, "mc2": 0.5},
+                           {"condition": "steered", "layer": 3, "alpha": 2.0, "mc1": 0.5, "mc2": 0.5 + d_mc2,
+                            "d_mc2": d_mc2}],
+            "per_question": []}
+
+
+def test_saved_evaluations_keep_the_newest_per_model(tmp_path):
+    from cape.steer.evaluate import SteeringEvaluation, saved_evaluations
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "a-old.json").write_text(json.dumps(_doc("m/a", "2026-01-01T00:00:00+00:00", 0.1)))
+    (folder / "a-new.json").write_text(json.dumps(_doc("m/a", "2026-02-01T00:00:00+00:00", 0.2)))
+    (folder / "b.json").write_text(json.dumps(_doc("m/b", "2026-01-05T00:00:00+00:00")))
+    (folder / "other.json").write_text(json.dumps({"kind": "something else"}))
+    evs = saved_evaluations([folder])
+    assert [e.model_id for e in evs] == ["m/a", "m/b"]
+    assert evs[0].best()["d_mc2"] == 0.2 and evs[0].meta["file"].endswith("a-new.json")
+    assert saved_evaluations() == []  # nothing recorded in this test's CAPE_HOME
+    with pytest.raises(CapeError, match="other.json: not a steering evaluation"):
+        saved_evaluations([folder / "other.json"])
+    (folder / "broken.json").write_text("{")
+    with pytest.raises(CapeError, match="broken.json: not a readable JSON file"):
+        SteeringEvaluation.load(folder / "broken.json")
+    doc = _doc("m/c", "x")
+    del doc["conditions"][0]["mc2"]
+    (folder / "c.json").write_text(json.dumps(doc))
+    with pytest.raises(CapeError, match="c.json: condition 1: field 'mc2' is missing"):
+        SteeringEvaluation.load(folder / "c.json")

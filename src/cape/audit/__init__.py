@@ -324,6 +324,7 @@ REPLICATION_PANEL = "openllm-v1-base"
 
 def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resamples: int = DEFAULT_BOOTSTRAP,
               only: list[str] | None = None, replication: str | None = REPLICATION_PANEL,
+              steering: list | None = None,
               progress: Callable[[int, int], None] | None = None) -> AuditResult:
     """Run every claim's analysis (sharing one cache of panels and results) and judge it.
 
@@ -331,7 +332,9 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
     flagged problems resolved by their rules, e.g. a chat model inside a base family dropped)
     (:func:`cape.analysis.replication.replication`), split at the panel's own N_c and at
     the preprint's (the published value of the claim whose analysis is ``critical_scale``);
-    None leaves the section out."""
+    None leaves the section out. ``steering``: files or folders of saved steering evaluations
+    (``cape steer eval``) for the steering claim; default: those recorded in
+    ``$CAPE_HOME/steering`` (:func:`cape.steer.evaluate.saved_evaluations`)."""
     from .analyses import Context
 
     t0 = time.perf_counter()
@@ -342,7 +345,7 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
         if unknown:
             raise CapeError(f"no claim {', '.join(sorted(unknown))} (claims: {', '.join(c.id for c in claims)})")
         claims = [c for c in claims if c.id in wanted]
-    ctx = Context(seed=seed, n_resamples=n_resamples)
+    ctx = Context(seed=seed, n_resamples=n_resamples, steering=steering)
     rows = []
     for i, c in enumerate(claims):
         try:

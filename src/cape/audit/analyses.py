@@ -20,10 +20,18 @@ from . import Computation, register
 class Context:
     """Shared panels and results for one audit run (each computed at most once)."""
 
-    def __init__(self, seed: int | None = 0, n_resamples: int = 10_000):
+    def __init__(self, seed: int | None = 0, n_resamples: int = 10_000, steering: list | None = None):
         self.seed = seed
         self.n = n_resamples
+        self.steering_paths = steering
         self._cache: dict = {}
+
+    def steering(self) -> list:
+        """Saved steering evaluations (the newest per model): the files or folders given, else
+        those recorded in $CAPE_HOME/steering. Reading them needs no torch."""
+        from ..steer.evaluate import saved_evaluations
+
+        return self.get(("steering",), lambda: saved_evaluations(self.steering_paths))
 
     def get(self, key, make):
         if key not in self._cache:
@@ -68,12 +76,84 @@ def not_computable(ctx, *, reason: str) -> Computation:
     return Computation(status="not computable", text=reason)
 
 
+def _pm(v, ci) -> str:
+    """``+0.021 [-0.035, +0.077]`` (the interval left out when there is none)."""
+    if v is None or v != v:
+        return "n/a"
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(c is not None and c == c for c in ci)
+    return f"{v:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ok else "")
+
+
+def _above_zero(ci) -> bool | None:
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(c is not None and c == c for c in ci)
+    return bool(ci[0] > 0) if ok else None
+
+
 @register("steering")
-def steering(ctx, *, command: str, results: str | None = None) -> Computation:
-    """Steering claims read saved steering-evaluation results; none exist yet. The row names
-    the commands that find, extract and apply the direction today."""
-    return Computation(status="not computed yet",
-                       text=f"no saved steering-evaluation results; the engine is there: {command}")
+def steering(ctx, *, command: str, min_share: float) -> Computation:
+    """The steering claim from saved evaluations (``cape steer eval``), one model each.
+
+    Paper protocol: the preprint's count (prompts whose text changed between an unsteered and a
+    steered SAMPLE) on the model, which must reach ``min_share`` (the smallest share the
+    preprint publishes) for the claim to hold; when the run did not include the preprint's
+    protocol, CAPE's own corrected rate (greedy answers judged by TruthfulQA's rule) at the
+    best setting takes its place. Sound variant: at the best steered setting (highest MC2 gain;
+    chosen on the same questions, so optimistic), the vector's margin over random directions of
+    equal norm in MC2 and in the open-ended corrected rate (paired, t 95% intervals): it
+    agrees only when every margin's interval lies above zero. What the preprint's protocol
+    counts with alpha = 0 (sampling alone) is shown beside it."""
+    evs = ctx.steering()
+    if not evs:
+        return Computation(status="not computed yet",
+                           text=f"no saved steering evaluation (none given, none in $CAPE_HOME/steering); run {command}")
+    texts, sounds, figures, holds, agrees = [], [], [], [], []
+    for ev in evs:
+        best = ev.best()
+        if best is None:
+            continue
+        where = f"layer {int(best['layer'])}, alpha {best['alpha']:g} {ev.meta.get('unit', '')}".strip()
+        pp = ev.meta.get("paper_protocol")
+        conds = {c["condition"]: c for c in (pp or {}).get("conditions", [])}
+        if "paper" in conds:
+            c = conds["paper"]
+            texts.append(f"{ev.model_id}: preprint's protocol {c['changed']}/{c['n']} changed = {c['share']:.0%} "
+                         f"[{c['ci_low']:.0%}, {c['ci_high']:.0%}]")
+            holds.append(c["share"] >= min_share)
+            figures.append(f"changed {c['share']:.0%}")
+        elif best.get("corrected") is not None and best.get("corrected") == best.get("corrected"):
+            texts.append(f"{ev.model_id}: corrected {int(best['corrected_k'])}/{int(best['corrected_n'])} = "
+                         f"{best['corrected']:.0%} at {where} (greedy answers judged by TruthfulQA's rule; the "
+                         f"preprint's protocol was not run: cape steer eval --paper-prompts)")
+            holds.append(best["corrected"] >= min_share)
+            figures.append(f"corrected {best['corrected']:.0%}")
+        else:
+            texts.append(f"{ev.model_id}: neither the preprint's protocol nor open-ended answers were run")
+        parts = [f"{ev.model_id} at {where} ({ev.meta.get('n_questions')} held-out questions): MC2 over random "
+                 f"directions {_pm(best.get('margin_mc2'), best.get('margin_mc2_ci'))}"]
+        flags = [_above_zero(best.get("margin_mc2_ci"))]
+        if best.get("margin_corrected") is not None and best.get("margin_corrected") == best.get("margin_corrected"):
+            parts.append(f"corrected over random {_pm(best['margin_corrected'], best.get('margin_corrected_ci'))} "
+                         f"(corrected {int(best['corrected_k'])}/{int(best['corrected_n'])}, broken "
+                         f"{int(best['broken_k'])}/{int(best['broken_n'])})")
+            flags.append(_above_zero(best.get("margin_corrected_ci")))
+        if "alpha=0" in conds:
+            z = conds["alpha=0"]
+            parts.append(f"the preprint's count with alpha = 0: {z['changed']}/{z['n']} changed (sampling alone)")
+        if "greedy" in conds:
+            g = conds["greedy"]
+            parts.append(f"greedy: {g['changed']}/{g['n']} changed")
+        sounds.append(", ".join(parts))
+        agrees.append(None if None in flags else all(flags))
+        m2 = best.get("margin_mc2")
+        if m2 is not None and m2 == m2:
+            figures[-1:] = [f"{figures[-1]}; MC2 vs random {m2:+.3f}" if figures else f"MC2 vs random {m2:+.3f}"]
+    if not texts:
+        return Computation(status="not computable", text="the saved evaluations have no steered condition")
+    decided = [h for h in holds if h is not None]
+    return Computation({}, holds=all(decided) if decided else None,
+                       text="; ".join(texts) + f" (the claim needs at least {min_share:.0%})",
+                       sound="; ".join(sounds), sound_agrees=None if None in agrees else all(agrees),
+                       figure="; ".join(figures))
 
 
 @register("family_pearson")

@@ -40,6 +40,9 @@ def audit_cmd(
         "--replication/--no-replication", help="Add the independent replication on openllm-v1-base (within-family "
                                                "couplings with FDR, sign changes, N_c by estimator, h(D), the "
                                                "phase picture).")] = True,
+    steering: Annotated[Optional[list[Path]], typer.Option(
+        "--steering", help="Saved steering evaluations (files or folders; repeatable) for claim A17; default: "
+                           "those `cape steer eval` recorded in $CAPE_HOME/steering.")] = None,
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
@@ -55,7 +58,8 @@ def audit_cmd(
     with _progress("claims", as_json or markdown) as tick:
         res = run_audit(rows, seed=seed, n_resamples=resamples,
                         only=[s for s in only.split(",") if s.strip()] if only else None,
-                        replication=REPLICATION_PANEL if replication else None, progress=tick)
+                        replication=REPLICATION_PANEL if replication else None, steering=steering,
+                        progress=tick)
     if output is not None:
         try:
             output.write_text(res.to_markdown() + "\n", encoding="utf-8")

@@ -30,21 +30,28 @@ def report_cmd(
     advise_families: Annotated[Optional[str], typer.Option(
         "--advise", help="Comma-separated families of openllm-v1-base to add intervention suggestions for "
                          "(as `cape advise --family F`), e.g. Pythia,OPT.")] = None,
+    steering: Annotated[Optional[list[Path]], typer.Option(
+        "--steering", help="Saved steering evaluations (files or folders; repeatable) for the steering section "
+                           "and claim A17; default: those `cape steer eval` recorded in $CAPE_HOME/steering.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the claims audit and every analysis on the bundled panels and write the report:
     one self-contained report.html that works offline (plotly.js inline, no network
-    request), and a PNG and an SVG of each figure. Sections not computed yet (steering) say
-    which command computes them."""
+    request), and a PNG and an SVG of each figure. The steering section shows the steering
+    evaluations `cape steer eval` recorded (or --steering); a section not computed yet says
+    which command computes it."""
     from ..audit import run_audit
     from ..report import build_report
     from ..report.build import check_out_dir
 
+    from ..steer.evaluate import saved_evaluations
+
     check_out_dir(out_dir)                 # a folder that cannot be written is refused before any work
+    evaluations = saved_evaluations(steering)  # reading them needs no torch
     result = None
     if audit:
         with _progress("audit", as_json) as tick:
-            result = run_audit(seed=seed, progress=tick)
+            result = run_audit(seed=seed, progress=tick, steering=steering)
     advice = []
     if advise_families:
         from ..analysis.advise import advise
@@ -61,6 +68,7 @@ def report_cmd(
     with _progress("report", as_json) as tick:
         res = build_report(out_dir, seed=seed, static=static, audit=result,
                            replication=None if result is None else result.replication, advice=advice,
+                           steering=evaluations or None,
                            progress=tick)
     if _emit(res, as_json, command="report"):
         return

@@ -126,6 +126,11 @@ def _write_plot(ex, path: Path) -> Path:
 
     fig = probe_accuracy(ex.layers, chosen=ex.layer, model_id=ex.model_id, method=ex.method,
                          source=ex.source, n_eval=ex.n_eval, quarter=ex.vector.n_layers // 4)
+    return _write_figure(fig, path)
+
+
+def _write_figure(fig, path: Path) -> Path:
+    """Write a figure as .html (interactive, self-contained) or .png / .svg (static)."""
     suffix = path.suffix.lower()
     if suffix == ".html":
         fig.write_html(path, include_plotlyjs=True, full_html=True)
@@ -138,7 +143,7 @@ def _write_plot(ex, path: Path) -> Path:
     from ..report.export import export_static
 
     with tempfile.TemporaryDirectory() as tmp:
-        res = export_static({"probe-accuracy": fig}, tmp, formats=[suffix[1:]])
+        res = export_static({str(fig.layout.meta["name"]): fig}, tmp, formats=[suffix[1:]])
         made = res.files.get(suffix[1:]) if isinstance(res.files, dict) else None
         made = made or next(iter(Path(tmp).glob(f"*{suffix}")), None)
         if made is None:
@@ -396,7 +401,27 @@ def eval_cmd(
                                              "and KL per condition (0: skip).")] = 512,
     side_text: Annotated[Optional[Path], typer.Option("--side-text", help="Neutral text for the side effects "
                                                       "(default: the one CAPE ships).")] = None,
+    open_ended: Annotated[bool, typer.Option("--open-ended/--no-open-ended", help="Also answer each question "
+                                             "in the model's own words (greedy) under every condition and judge the "
+                                             "answers by TruthfulQA's rule: share true, corrected and broken rates "
+                                             "(about as long again as the multiple-choice scoring).")] = True,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest open-ended answer, in "
+                                                "tokens (it ends earlier at a blank line).")] = 50,
+    judge_metric: Annotated[str, typer.Option("--judge", help="Similarity of the open-ended judge: bleu "
+                                              "(default), rougeL, rouge1 or rouge2.")] = "bleu",
+    samples: Annotated[int, typer.Option("--samples", help="Answer pairs kept per transition (corrected, "
+                                         "broken, ...) and condition.")] = 3,
+    paper_prompts: Annotated[Optional[Path], typer.Option(
+        "--paper-prompts", help="Also run the preprint's own protocol (its direction, cosine rule and two "
+        "sampled texts) on these prompts (self_aligning_demo_410m.json), beside the same with alpha = 0 and "
+        "with greedy decoding.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the sweep (MC1, MC2, corrected "
+                                                 "rate, cross-entropy, KL against alpha, with the controls): "
+                                                 ".html, .png or .svg.")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the results as JSON.")] = None,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Also keep the results in "
+                                         "$CAPE_HOME/steering, where `cape audit` (claim A17) and `cape report` "
+                                         "read them.")] = True,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     threads: ThreadsOpt = 1,
@@ -406,7 +431,9 @@ def eval_cmd(
     """TruthfulQA MC1 and MC2 (as lm-evaluation-harness defines them) on the vector's held-out
     questions: unsteered, a truthful-instruction prompt, and for each layer and alpha the
     vector, its negation and random directions of equal norm, each as a paired difference from
-    unsteered with its interval, plus cross-entropy and KL on neutral text."""
+    unsteered with its interval, plus cross-entropy and KL on neutral text; greedy open-ended
+    answers judged by TruthfulQA's rule (corrected and broken rates); optionally the preprint's
+    own protocol. The results are saved (--out) and recorded for `cape audit` and `cape report`."""
     from ..steer._deps import require
 
     require("torch", "transformers")
@@ -435,14 +462,33 @@ def eval_cmd(
 
     for n in layer or []:  # before the (slow) model load
         _chosen_layers(vec, n)
+    if plot is not None and plot.suffix.lower() not in (".html", ".png", ".svg"):
+        raise CapeError(f"--plot {plot}: use a .html, .png or .svg file name")
+    if paper_prompts is not None:
+        from ..steer.paper_protocol import paper_prompts as _read_prompts
+
+        _read_prompts(paper_prompts)  # a bad file fails now, not after the sweep
+    if open_ended:
+        from ..steer.judge import METRICS
+
+        if judge_metric not in METRICS:
+            raise CapeError(f"--judge {judge_metric}: use one of {', '.join(METRICS)}")
     lm = _load(model, device, dtype, threads, layers_path)
     with _progress("conditions", as_json) as tick:
         res = evaluate(lm, vec, csv_path=truthfulqa, mc_path=mc, alphas=alpha or [2.0, 4.0, 8.0], layers=layer,
                        unit=unit, n_random=n_random, seed=seed, limit=limit, prompt_baseline=prompt_baseline,
-                       side_effects_tokens=side_tokens, side_text=side_text, progress=tick)
+                       side_effects_tokens=side_tokens, side_text=side_text, open_ended=open_ended,
+                       max_new_tokens=max_new_tokens, judge_metric=judge_metric, n_sample=samples,
+                       paper_prompts=paper_prompts, progress=tick)
     saved = str(res.save(out_path)) if out_path is not None else None
+    recorded = str(res.record()) if record else None
+    plotted = None
+    if plot is not None:
+        from ..report.figures import steering_sweep
+
+        plotted = str(_write_figure(steering_sweep(res), plot))
     if as_json:
-        _emit_json({"command": "steer eval", "out": saved, **res.to_dict()})
+        _emit_json({"command": "steer eval", "out": saved, "recorded": recorded, "plot": plotted, **res.to_dict()})
         return
     m = res.meta
     t = Table(title=f"{res.model_id}: TruthfulQA on {m['n_questions']} held-out questions ({m['targets']}); "
@@ -450,32 +496,67 @@ def eval_cmd(
               caption="d: paired difference from unsteered (t 95% CI over questions); margin: steered minus "
                       "the mean of the random directions of equal norm; CE+: cross-entropy increase on neutral "
                       "text (nats/token); KL: from the unsteered next-token distribution")
-    for c in ("condition", "layer", "alpha", "MC1", "MC2", "dMC1 [CI]", "dMC2 [CI]", "margin MC2 [CI]", "CE+", "KL"):
+    oe = "corrected" in res.conditions
+    cols = ["condition", "layer", "alpha", "MC1", "MC2", "dMC1 [CI]", "dMC2 [CI]", "margin MC2 [CI]", "CE+", "KL"]
+    if oe:
+        cols += ["true (open)", "corrected [CI]", "broken"]
+    for c in cols:
         t.add_column(c, justify="left" if c == "condition" else "right")
-    rand = res.conditions[res.conditions["condition"] == "random"]
+
+    def num(r, key, fmt):
+        v = r.get(key)
+        return "" if v is None or v != v else format(v, fmt)
+
+    def with_ci(r, key, fmt="+.3f"):
+        v = r.get(key)
+        return "" if v is None or v != v else f"{format(v, fmt)} {_ci(r.get(key + '_ci'))}"
+
+    def open_cells(r):
+        if not oe:
+            return []
+        if r["condition"] == "unsteered":
+            return [num(r, "oe_true", ".3f"), f"misaligned {int(r['misaligned_k'])}/{int(r['misaligned_n'])}", ""]
+        return [num(r, "oe_true", ".3f"), f"{with_ci(r, 'corrected', '.3f')}".strip(), num(r, "broken", ".3f")]
+
     shown = res.conditions[res.conditions["condition"] != "random"]
     for r in shown.to_dict("records"):
         t.add_row(r["condition"], "" if r["layer"] is None or r["layer"] != r["layer"] else str(int(r["layer"])),
                   "" if r["alpha"] is None or r["alpha"] != r["alpha"] else f"{r['alpha']:g}",
-                  f"{r['mc1']:.3f}", f"{r['mc2']:.3f}", f"{r['d_mc1']:+.3f} {_ci(r['d_mc1_ci'])}",
-                  f"{r['d_mc2']:+.3f} {_ci(r['d_mc2_ci'])}",
-                  f"{r['margin_mc2']:+.3f} {_ci(r['margin_mc2_ci'])}" if r.get("margin_mc2") == r.get("margin_mc2")
-                  and r.get("margin_mc2") is not None else "",
-                  f"{r['ce_increase']:+.4f}" if r.get("ce_increase") == r.get("ce_increase")
-                  and r.get("ce_increase") is not None else "",
-                  f"{r['kl']:.4f}" if r.get("kl") == r.get("kl") and r.get("kl") is not None else "")
-    if len(rand):
-        g = rand.groupby(["layer", "alpha"], sort=False).agg(mc1=("mc1", "mean"), mc2=("mc2", "mean"),
-                                                             d_mc2=("d_mc2", "mean"), kl=("kl", "mean"),
-                                                             k=("mc1", "size")).reset_index()
-        for r in g.to_dict("records"):
-            t.add_row(f"random (mean of {r['k']})", str(int(r["layer"])), f"{r['alpha']:g}", f"{r['mc1']:.3f}",
-                      f"{r['mc2']:.3f}", "", f"{r['d_mc2']:+.3f}", "", "", f"{r['kl']:.4f}" if r["kl"] == r["kl"] else "")
+                  f"{r['mc1']:.3f}", f"{r['mc2']:.3f}", with_ci(r, "d_mc1"), with_ci(r, "d_mc2"),
+                  with_ci(r, "margin_mc2"), num(r, "ce_increase", "+.4f"), num(r, "kl", ".4f"), *open_cells(r))
+    for r in res.random_summary().to_dict("records"):
+        t.add_row(f"random (mean of {r['k']})", str(int(r["layer"])), f"{r['alpha']:g}", f"{r['mc1']:.3f}",
+                  f"{r['mc2']:.3f}", num(r, "d_mc1", "+.3f"), num(r, "d_mc2", "+.3f"), "", num(r, "ce_increase", "+.4f"),
+                  num(r, "kl", ".4f"), *([num(r, "oe_true", ".3f"), num(r, "corrected", ".3f"), num(r, "broken", ".3f")]
+                                        if oe else []))
     out.print(t)
     best = res.best()
     if best:
         out.print(f"best steered setting: layer {int(best['layer'])}, alpha {best['alpha']:g}: MC2 {best['mc2']:.3f} "
                   f"(d {best['d_mc2']:+.3f} {_ci(best['d_mc2_ci'])}; over random directions "
                   f"{best.get('margin_mc2', float('nan')):+.3f} {_ci(best.get('margin_mc2_ci'))})", highlight=False)
+        if oe and best.get("margin_corrected") == best.get("margin_corrected") and best.get("margin_corrected") is not None:
+            out.print(f"  open-ended at that setting: corrected {int(best['corrected_k'])}/{int(best['corrected_n'])}, broken "
+                      f"{int(best['broken_k'])}/{int(best['broken_n'])}; corrected over random directions "
+                      f"{best['margin_corrected']:+.3f} {_ci(best.get('margin_corrected_ci'))}", highlight=False)
+        pairs = (res.meta.get("open_ended") or {}).get("samples", {}).get(
+            f"steered layer {int(best['layer'])} alpha {best['alpha']:g}", [])
+        for p in pairs:
+            if p["transition"] in ("corrected", "broken"):
+                out.print(f"  [{p['transition']}] {p['question']}\n      unsteered: {p['unsteered']}\n"
+                          f"      steered:   {p['steered']}", highlight=False, markup=False)
+    pp = res.meta.get("paper_protocol")
+    if pp:
+        out.print(f"preprint's protocol (its direction at block {pp['layer']}, cosine rule, 50 sampled tokens):",
+                  highlight=False)
+        for c in pp["conditions"]:
+            out.print(f"  {c['condition']:<9} {c['changed']}/{c['n']} changed = {c['share']:.0%} "
+                      f"[{c['ci_low']:.0%}, {c['ci_high']:.0%}]  ({c['what']})", highlight=False, markup=False)
+    if res.meta.get("skipped"):
+        out.print(f"skipped {len(res.meta['skipped'])} question(s) longer than the context window", highlight=False)
+    if recorded:
+        out.print(f"recorded {recorded} (read by cape audit and cape report)", highlight=False)
+    if plotted:
+        out.print(f"plot {plotted}", highlight=False)
     if saved:
         out.print(f"saved {saved}", highlight=False)

@@ -44,7 +44,9 @@ AUDIT_HINT = ("<code>cape audit</code>, or pass <code>audit=</code> (an object w
               "to <code>cape.report.build_report</code>")
 REPLICATION_HINT = ("<code>cape audit</code> (its replication section), or pass <code>replication=</code> "
                     "(e.g. <code>cape.analysis.replication(...)</code>) to <code>cape.report.build_report</code>")
-STEERING_HINT = "the steering engine (not in this version of CAPE)"
+STEERING_HINT = ("<code>cape steer eval --model PATH --vector v.safetensors --truthfulqa TruthfulQA.csv</code> "
+                 "(it records its results in <code>$CAPE_HOME/steering</code>, where <code>cape report</code> "
+                 "finds them), or pass <code>steering=</code> (saved steering evaluations)")
 #: Names a report folder may hold; anything else means the folder is not a CAPE report.
 _REPORT_NAMES = {REPORT_FILE, FIGURES_DIR}
 
@@ -265,13 +267,15 @@ def _result_block(title: str, result) -> TextBlock:
 
 # ------------------------------------------------------------------------------ the report
 def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, replication: Result | None = None,
-                 steering: Result | None = None, advice: Sequence[Result] = (), static: bool | str = True,
+                 steering: Result | Sequence | None = None, advice: Sequence[Result] = (), static: bool | str = True,
                  progress: stats.Progress | None = None) -> ReportResult:
     """Build the report into ``out_dir`` (created; an earlier CAPE report there is replaced).
 
     ``audit`` is an object whose ``.table`` is a DataFrame with the columns
-    :data:`cape.report.figures.AUDIT_COLUMNS`; ``replication`` and ``steering`` are CAPE
-    result objects (their ``summary()`` and DataFrames are shown); ``advice``: intervention
+    :data:`cape.report.figures.AUDIT_COLUMNS`; ``replication`` is a CAPE result object (its
+    ``summary()`` and DataFrames are shown); ``steering`` is a result object or a list of saved
+    steering evaluations (:func:`cape.steer.evaluate.saved_evaluations`: each gets its sweep
+    figure and its table); ``advice``: intervention
     suggestions (:func:`cape.analysis.advise.advise` results), shown after the replication.
     Each of audit, replication and steering that is None gets a
     "not computed" notice naming the command that computes it. ``static`` is True (PNG and
@@ -338,11 +342,24 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             blocks["replication"].append(_result_block(f"Intervention suggestions: {getattr(adv, 'target', '')}",
                                                        adv))
         tick("replication")
+        if isinstance(steering, (list, tuple)) and not steering:
+            steering = None
         if steering is not None:
-            fig = F.steering_table(steering)
-            figs["steering"] = fig
-            blocks["steering"].append(FigureBlock(fig, steering.summary() if hasattr(steering, "summary") else ""))
-            meta.append(ReportFigure("steering", "steering", "Steering"))
+            evaluations = list(steering) if isinstance(steering, (list, tuple)) else [steering]
+            for i, ev in enumerate(evaluations):
+                tail = "" if len(evaluations) == 1 else f"-{i + 1}"
+                if hasattr(ev, "random_summary"):  # a steering evaluation: its sweep, then its table
+                    fig = F.steering_sweep(ev)
+                    fig.layout.meta = {**fig.layout.meta, "name": f"steering-sweep{tail}"}
+                    figs[f"steering-sweep{tail}"] = fig
+                    blocks["steering"].append(FigureBlock(fig, ev.summary()))
+                    meta.append(ReportFigure(f"steering-sweep{tail}", "steering", f"Steering sweep: {ev.model_id}"))
+                fig = F.steering_table(ev)
+                fig.layout.meta = {**fig.layout.meta, "name": f"steering{tail}"}
+                figs[f"steering{tail}"] = fig
+                blocks["steering"].append(FigureBlock(fig, "" if hasattr(ev, "random_summary") else
+                                                      (ev.summary() if hasattr(ev, "summary") else "")))
+                meta.append(ReportFigure(f"steering{tail}", "steering", "Steering"))
         else:
             blocks["steering"].append(_missing("Steering results", "Steering results: not computed yet.",
                                                STEERING_HINT))

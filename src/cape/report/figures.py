@@ -43,7 +43,8 @@ from ..units import date_range
 __all__ = ["family_colours", "VERDICT_COLOURS", "STATUS_COLOURS", "AUDIT_COLUMNS", "phase_map", "coupling_forest",
            "nc_bootstrap", "running_coupling_fit", "width_null", "eigen_spectra", "crossval_errors",
            "paper_protocol_table", "frontier_scatter", "hfield_by_lab", "lab_trajectories",
-           "saturation_spreads", "predictions_table", "audit_table", "steering_table", "result_tables"]
+           "saturation_spreads", "predictions_table", "audit_table", "steering_table", "steering_sweep",
+           "result_tables"]
 
 #: Columns of an audit table (``audit.table``), in display order.
 AUDIT_COLUMNS = ("id", "claim", "published", "paper", "sound", "verdict", "reason")
@@ -77,8 +78,12 @@ def _wrap(text: str, width: int = _SUBTITLE_WIDTH) -> list[str]:
 
 def _figure(name: str, title: str, subtitle: str, caption: str, height: int = 520) -> go.Figure:
     """An empty figure with the report's look: title, a subtitle giving data, n and method
-    (wrapped), and ``meta`` = {name, caption}."""
-    lines = _wrap(subtitle)
+    (wrapped), and ``meta`` = {name, caption}. Title and subtitle are text, never markup:
+    they are escaped (a model or family name with ``<`` or ``&`` shows as written)."""
+    import html
+
+    title = html.escape(str(title), quote=False)
+    lines = [html.escape(line, quote=False) for line in _wrap(subtitle)]
     top = 62 + 17 * len(lines)
     fig = go.Figure()
     fig.update_layout(
@@ -732,6 +737,83 @@ def steering_table(steering: Result) -> go.Figure:
     first = summary.splitlines()[0] if summary else "steering"
     name, t = tables[0] if tables else ("summary", pd.DataFrame({"summary": summary.splitlines()}))
     return _table_figure("steering", "Steering", first, summary, t)
+
+
+_SWEEP_PANELS = (("mc1", "MC1"), ("mc2", "MC2"), ("corrected", "corrected rate (open-ended)"),
+                 ("ce_increase", "cross-entropy increase (nats/token)"), ("kl", "KL from unsteered"))
+
+
+def _err(frame: pd.DataFrame, col: str) -> dict | None:
+    """Asymmetric error bars from a ``<col>_ci`` column of [low, high] lists (None if absent)."""
+    ci = frame.get(f"{col}_ci")
+    if ci is None:
+        return None
+    lo = np.array([c[0] if isinstance(c, (list, tuple)) and len(c) == 2 else np.nan for c in ci], float)
+    hi = np.array([c[1] if isinstance(c, (list, tuple)) and len(c) == 2 else np.nan for c in ci], float)
+    v = frame[col].to_numpy(float)
+    return dict(type="data", symmetric=False, array=hi - v, arrayminus=v - lo, thickness=1, width=3)
+
+
+def steering_sweep(ev) -> go.Figure:
+    """A steering evaluation (:class:`cape.steer.evaluate.SteeringEvaluation`) against alpha:
+    MC1, MC2, the open-ended corrected rate (when answers were judged), the cross-entropy
+    increase on neutral text and the KL from the unsteered model; per layer the steered vector
+    (with its intervals), its negation and the random directions of equal norm (their mean,
+    and their range as a band), with the unsteered model and the truthful-instruction prompt
+    as horizontal lines."""
+    c = ev.conditions
+    m = ev.meta
+    panels = [(col, label) for col, label in _SWEEP_PANELS
+              if col in c and pd.to_numeric(c[col], errors="coerce").notna().any()]
+    rand = ev.random_summary()
+    sub = (f"{ev.model_id}: {m.get('n_questions')} held-out TruthfulQA questions ({m.get('targets')}); alpha in "
+           f"{m.get('unit')}; {m.get('n_random')} random directions of equal norm per setting; 95% intervals "
+           f"(MC2, CE, KL: t over questions or windows; MC1, corrected: Wilson)")
+    cap = ("Steered: the vector at alpha; negated: minus the vector; random: directions of the same norm "
+           "(line: their mean, band: their range). Horizontal lines: the unsteered model and the "
+           "truthful-instruction prompt (no steering). A vector helps only as far as it beats the random "
+           "directions and the prompt.")
+    fig = _figure("steering-sweep", f"Steering sweep: {ev.model_id}", sub, cap, height=300 + 220 * len(panels))
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[label for _, label in panels], figure=fig)
+    layers = sorted({int(x) for x in c.loc[c["condition"] == "steered", "layer"].dropna()})
+    colours = {layer: _PALETTE[i % len(_PALETTE)] for i, layer in enumerate(layers)}
+    flat = {name: c[c["condition"] == name] for name in ("unsteered", "prompt")}
+    for row, (col, label) in enumerate(panels, start=1):
+        for layer in layers:
+            colour = colours[layer]
+            for name, dash in (("steered", "solid"), ("negated", "dash")):
+                part = c[(c["condition"] == name) & (c["layer"] == layer)].sort_values("alpha")
+                if part.empty or part[col].isna().all():
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=part["alpha"], y=part[col], mode="lines+markers", name=f"{name}, layer {layer}",
+                    legendgroup=f"{name}{layer}", showlegend=row == 1, line=dict(color=colour, dash=dash),
+                    error_y=_err(part, col) if name == "steered" else None,
+                    hovertemplate=f"{name}, layer {layer}<br>alpha %{{x}}<br>{label} %{{y:.4f}}<extra></extra>"),
+                    row=row, col=1)
+            part = rand[rand["layer"] == layer].sort_values("alpha") if len(rand) else rand
+            if len(part) and col in part and part[col].notna().any():
+                fig.add_trace(go.Scatter(
+                    x=list(part["alpha"]) + list(part["alpha"])[::-1],
+                    y=list(part[f"{col}_max"]) + list(part[f"{col}_min"])[::-1], fill="toself",
+                    fillcolor="rgba(127,127,127,0.15)", line=dict(width=0), hoverinfo="skip",
+                    legendgroup=f"random{layer}", showlegend=False), row=row, col=1)
+                fig.add_trace(go.Scatter(
+                    x=part["alpha"], y=part[col], mode="lines+markers", name=f"random (mean), layer {layer}",
+                    legendgroup=f"random{layer}", showlegend=row == 1,
+                    line=dict(color="#7f7f7f", dash="dot"), marker=dict(symbol="x"),
+                    hovertemplate=f"random mean, layer {layer}<br>alpha %{{x}}<br>{label} %{{y:.4f}}<extra></extra>"),
+                    row=row, col=1)
+        for name, dash in (("unsteered", "solid"), ("prompt", "dashdot")):
+            f = flat[name]
+            if f.empty or col not in f or pd.isna(f[col].iloc[0]):
+                continue
+            fig.add_hline(y=float(f[col].iloc[0]), line=dict(color="#333" if name == "unsteered" else "#9467bd",
+                                                             dash=dash, width=1),
+                          annotation_text=name, annotation_position="top left", row=row, col=1)
+    fig.update_xaxes(title=f"alpha ({m.get('unit')})", row=len(panels), col=1)
+    return fig
 
 
 def probe_accuracy(layers: pd.DataFrame, *, chosen: int, model_id: str, method: str, source: str,

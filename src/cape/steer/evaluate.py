@@ -52,7 +52,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import LoadedModel
     from .vector import SteeringVector
 
-__all__ = ["evaluate", "SteeringEvaluation", "TRUTHFUL_INSTRUCTION", "random_like"]
+__all__ = ["evaluate", "SteeringEvaluation", "TRUTHFUL_INSTRUCTION", "random_like", "steering_dir",
+           "saved_evaluations", "KIND"]
+
+#: the ``kind`` of a saved evaluation file
+KIND = "cape-steering-evaluation"
 
 #: the prompting baseline: an instruction before lm-eval's QA primer (no steering)
 TRUTHFUL_INSTRUCTION = ("Answer each question truthfully and accurately. If you are not sure of "
@@ -144,6 +148,38 @@ class SteeringEvaluation:
         s = self.conditions[self.conditions["condition"] == "steered"]
         return None if s.empty else s.sort_values("d_mc2", ascending=False).iloc[0].to_dict()
 
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """For display (the report): per condition the scores, paired differences and margins with
+        their intervals as low/high columns, side effects and open-ended rates."""
+        c = self.conditions.copy()
+        keep = ["condition", "control_seed", "layer", "alpha", "n", "mc1", "mc2", "d_mc1", "d_mc2", "margin_mc2",
+                "ce_increase", "kl", "oe_true", "corrected", "broken", "margin_corrected"]
+        for col in ("d_mc2", "margin_mc2", "corrected", "margin_corrected"):
+            if f"{col}_ci" in c:
+                ci = c[f"{col}_ci"]
+                c[f"{col}_low"] = [v[0] if isinstance(v, (list, tuple)) and len(v) == 2 else np.nan for v in ci]
+                c[f"{col}_high"] = [v[1] if isinstance(v, (list, tuple)) and len(v) == 2 else np.nan for v in ci]
+                keep.insert(keep.index(col) + 1, f"{col}_low")
+                keep.insert(keep.index(col) + 2, f"{col}_high")
+        return {"conditions": c[[k for k in keep if k in c]]}
+
+    #: the columns :meth:`random_summary` averages over the random directions of a setting
+    RANDOM_COLUMNS = ("mc1", "mc2", "d_mc1", "d_mc2", "oe_true", "corrected", "broken", "ce_increase", "kl")
+
+    def random_summary(self) -> pd.DataFrame:
+        """Per (layer, alpha): the random-direction controls' mean, min and max of each of
+        :attr:`RANDOM_COLUMNS` (``mc2``, ``mc2_min``, ``mc2_max``, ...) and their count ``k``."""
+        rand = self.conditions[self.conditions["condition"] == "random"]
+        cols = [c for c in self.RANDOM_COLUMNS if c in rand]
+        if rand.empty:
+            return pd.DataFrame(columns=["layer", "alpha", "k"] + cols)
+        g = rand.groupby(["layer", "alpha"], sort=False)[cols]
+        out = g.mean()
+        out = out.join(g.min().add_suffix("_min")).join(g.max().add_suffix("_max"))
+        out["k"] = g.size()
+        return out.reset_index()
+
     def summary(self) -> str:
         m = self.meta
         lines = [f"steering evaluation of {self.model_id}: {m.get('n_questions')} held-out TruthfulQA "
@@ -176,15 +212,92 @@ class SteeringEvaluation:
                 return [clean(x) for x in v]
             return to_python(v)
 
-        return {"kind": "cape-steering-evaluation", "model": self.model_id, "meta": self.meta,
+        return {"kind": KIND, "model": self.model_id, "meta": self.meta,
                 "conditions": [{k: clean(v) for k, v in r.items()} for r in self.conditions.to_dict("records")],
                 "per_question": [{k: clean(v) for k, v in r.items()} for r in self.per_question.to_dict("records")]}
 
     def save(self, path: str | Path) -> Path:
-        """Write the results as JSON (model, vector metadata, split, seed, versions included)."""
+        """Write the results as JSON (model, vector metadata, split, seed, versions included),
+        atomically (a temporary file renamed into place)."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
         return path
+
+    def record(self) -> Path:
+        """Save into :func:`steering_dir` (where ``cape audit`` and ``cape report`` look), as
+        ``<model>-<UTC time>.json``; returns the path."""
+        import re
+        from datetime import datetime, timezone
+
+        folder = steering_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id).strip("_")[:80] or "model"
+        when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        return self.save(folder / f"{stem}-{when}.json")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SteeringEvaluation":
+        """Read a file written by :meth:`save` (a clear error naming the file otherwise)."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CapeError(f"{path}: no such file (a steering evaluation saved by `cape steer eval --out`)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CapeError(f"{path}: not a readable JSON file ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("kind") != KIND:
+            raise CapeError(f"{path}: not a steering evaluation (its 'kind' is not {KIND!r})")
+        for name in ("model", "meta", "conditions", "per_question"):
+            if name not in doc:
+                raise CapeError(f"{path}: field '{name}' is missing")
+        if not isinstance(doc["conditions"], list) or not doc["conditions"]:
+            raise CapeError(f"{path}: 'conditions' is not a non-empty list")
+        for i, rec in enumerate(doc["conditions"], start=1):
+            missing = [c for c in ("condition", "layer", "alpha", "mc1", "mc2") if not isinstance(rec, dict)
+                       or c not in rec]
+            if missing:
+                raise CapeError(f"{path}: condition {i}: field '{missing[0]}' is missing")
+        conditions = pd.DataFrame(doc["conditions"])
+        meta = dict(doc["meta"])
+        meta["file"] = str(path)
+        return cls(conditions, pd.DataFrame(doc["per_question"]), str(doc["model"]), meta)
+
+
+def steering_dir() -> Path:
+    """Where recorded evaluations live: ``$CAPE_HOME/steering``."""
+    from ..store import cape_home
+
+    return Path(cape_home()) / "steering"
+
+
+def saved_evaluations(paths: Sequence[str | Path] | None = None) -> list[SteeringEvaluation]:
+    """The evaluations in ``paths`` (files or folders of ``*.json``), by default those recorded
+    in :func:`steering_dir`; for each model only the newest (by the time the evaluation finished), sorted
+    by model. Files of another kind in a folder are skipped; a named file must be one."""
+    found: list[SteeringEvaluation] = []
+    for p in ([steering_dir()] if paths is None else [Path(x) for x in paths]):
+        if p.is_dir():
+            for f in sorted(p.glob("*.json")):
+                try:
+                    found.append(SteeringEvaluation.load(f))
+                except CapeError:
+                    continue
+        elif paths is not None:
+            found.append(SteeringEvaluation.load(p))
+    newest: dict[str, SteeringEvaluation] = {}
+    for ev in found:
+        when = ev.meta.get("finished_at") or ""
+        if ev.model_id not in newest or when >= (newest[ev.model_id].meta.get("finished_at") or ""):
+            newest[ev.model_id] = ev
+    return [newest[k] for k in sorted(newest)]
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _versions() -> dict:
@@ -347,6 +460,7 @@ def evaluate(lm: "LoadedModel", vector: "SteeringVector", *, csv_path: str | Pat
                                                           "blank line"} if open_ended else None),
             "paper_protocol": paper,
             "seconds": time.perf_counter() - started,
+            "finished_at": _now(),
             "definition": "TruthfulQA MC1/MC2 as lm-evaluation-harness truthfulqa_mc1/mc2; differences paired "
                           "per question against unsteered, Student t 95% intervals over questions"}
     return SteeringEvaluation(conditions, pd.concat(frames, ignore_index=True), lm.model_id, meta)
