@@ -796,7 +796,7 @@ def steering_sweep(ev) -> go.Figure:
             if len(part) and col in part and part[col].notna().any():
                 fig.add_trace(go.Scatter(
                     x=list(part["alpha"]) + list(part["alpha"])[::-1],
-                    y=list(part[f"{col}_max"]) + list(part[f"{col}_min"])[::-1], fill="toself",
+                    y=list(part[f"{col}_max"]) + list(part[f"{col}_min"])[::-1], mode="lines", fill="toself",
                     fillcolor="rgba(127,127,127,0.15)", line=dict(width=0), hoverinfo="skip",
                     legendgroup=f"random{layer}", showlegend=False), row=row, col=1)
                 fig.add_trace(go.Scatter(
