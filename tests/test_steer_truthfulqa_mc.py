@@ -29,7 +29,7 @@ from cape.steer.truthfulqa_mc import (McItem, doc_to_text, encode_pair, heldout_
                                       load_mc_targets, mc_metrics, score_mc, score_mc_naive)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steer_tiny import tiny_model  # noqa: E402
+from steer_tiny import TINY_ARCHS, tiny_model  # noqa: E402
 
 torch.set_num_threads(1)
 PRIMER = "Q: Why?\nA: No."  # short: the tiny models' window is 256 characters
@@ -281,15 +281,136 @@ def test_cached_equals_naive_tiny(arch):
 
 
 def test_cached_sensitive_to_a_broken_cache(monkeypatch):
-    """The comparison can fail: dropping the question's cache for the choices changes the sums."""
-    lm = tiny_lm()
+    """The comparison can fail: dropping the question's cache for the choices changes the sums
+    (the per-question path, which sliding-window models such as Gemma-2 take)."""
+    lm = tiny_lm("gemma2")
     ref = score_mc_naive(lm, TOY, primer=PRIMER)
     real = M._forward
-    monkeypatch.setattr(M, "_forward", lambda model, ids, cache, past, kw:
-                        real(model, ids, None if ids.shape[0] > 1 else cache, 0 if ids.shape[0] > 1 else past, kw))
+    monkeypatch.setattr(M, "_forward", lambda model, ids, cache, past, kw, **extra:
+                        real(model, ids, None if ids.shape[0] > 1 else cache, 0 if ids.shape[0] > 1 else past, kw,
+                             **extra))
     broken = score_mc(lm, TOY, primer=PRIMER)
     diff = max(abs(broken.loglik[i][c] - ref.loglik[i][c]) for i in range(3) for c in ref.loglik[i])
     assert diff > 1e-2
+
+
+# questions of unequal lengths (rows of a packed batch padded to the longest) whose choices share
+# their first tokens (a trie: " No, ", " Blue", " Yes, it is ")
+UNEVEN = [item("Why?", [("No, never.", 1), ("No, always.", 0), ("Yes.", 0)]),
+          item("What colour is the sky on a clear summer afternoon?",
+               [("Blue.", 1), ("Blue and green.", 0), ("Green.", 0), ("Red.", 0)]),
+          item("Is 7 prime?", [("Yes, it is prime.", 1), ("Yes, it is odd.", 0), ("No.", 0)])]
+# the tiny architectures scored question by question: sliding windows (Gemma-2/3), ALiBi (BLOOM)
+PER_QUESTION = {"gemma2", "gemma3", "bloom"}
+
+
+def uneven_trees(lm):
+    enc, _ = M._encode_items(lm, UNEVEN, PRIMER, 256)
+    shared = M._shared_prefix(enc)
+    return enc, [M._tree(e, shared) for e in enc]
+
+
+def packed_forwards(monkeypatch) -> list:
+    """Records the masks of the packed forwards (4-D) that score_mc runs."""
+    seen, real = [], M._forward
+
+    def spy(model, ids, cache, past, kw, **extra):
+        if extra.get("mask") is not None and extra["mask"].dim() == 4:
+            seen.append(extra["mask"].shape)
+        return real(model, ids, cache, past, kw, **extra)
+    monkeypatch.setattr(M, "_forward", spy)
+    return seen
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])  # rotary and learned absolute positions
+def test_packed_rows_of_unequal_questions_equal_naive(arch, monkeypatch):
+    lm = tiny_lm(arch)
+    enc, trees = uneven_trees(lm)
+    assert len({len(t.tokens) for t in trees}) == 3                    # padding inside a packed batch
+    assert all(len(t.parent) < sum(len(c) - 1 for c in e.conts) for e, t in zip(enc, trees))  # shared prefixes
+    ref = score_mc_naive(lm, UNEVEN, primer=PRIMER)
+    seen = packed_forwards(monkeypatch)
+    for batch_size, forwards in ((3, 1), (2, 2), (1, 3)):
+        seen.clear()
+        agree(score_mc(lm, UNEVEN, primer=PRIMER, batch_size=batch_size), ref, tol=1e-6)  # lls to 1e-5
+        assert len(seen) == forwards and seen[0][0] == min(batch_size, 3)
+    # a model whose logits_to_keep takes no 2-D mask: all logits, gathered afterwards
+    monkeypatch.setattr(M, "_keeps_flat", lambda model: False)
+    agree(score_mc(lm, UNEVEN, primer=PRIMER), ref, tol=1e-6)
+
+
+def test_packed_rows_exact_in_float64():
+    """In float64 the packed scorer computes the whole-sequence numbers (to rounding): what
+    remains in float32 (~1e-7 on the tiny models, ~2e-5 on SmolLM2) is the float32 arithmetic
+    of a cached forward, not the packing."""
+    lm = tiny_lm()
+    lm.model.double()
+    lm.model.set_attn_implementation("sdpa")  # eager attention takes its softmax in float32
+    agree(score_mc(lm, UNEVEN + TOY, primer=PRIMER, batch_size=4), score_mc_naive(lm, UNEVEN + TOY, primer=PRIMER),
+          tol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_packed_rows_fail_with_wrong_positions_or_a_leaky_mask(arch, monkeypatch):
+    """The agreement can fail: positions counted along the packed row (what the model assumes
+    without position_ids) instead of along each choice's own sequence, or a mask that lets each
+    choice see the tokens of the choices packed before it, change the log-likelihoods beyond
+    the tolerance of the agreement tests (tiny random models are weakly position-sensitive
+    under rotary embeddings: ~1e-4 for Llama; ~0.4 for GPT-2's learned positions)."""
+    lm = tiny_lm(arch)
+    ref = score_mc_naive(lm, UNEVEN, primer=PRIMER)
+    real = M._forward
+
+    def along_row(model, ids, cache, past, kw, **extra):
+        if extra.get("mask") is not None and extra["mask"].dim() == 4:
+            extra["positions"] = past + torch.arange(ids.shape[1]).expand_as(ids)
+        return real(model, ids, cache, past, kw, **extra)
+
+    def leaky(model, ids, cache, past, kw, **extra):
+        mask = extra.get("mask")
+        if mask is not None and mask.dim() == 4:
+            n = ids.shape[1]
+            causal = torch.ones(n, n, dtype=torch.bool).tril()
+            extra["mask"] = mask.clone()
+            extra["mask"][..., past:] = torch.where(causal, 0.0, mask[..., past:])
+        return real(model, ids, cache, past, kw, **extra)
+
+    for broken in (along_row, leaky):
+        monkeypatch.setattr(M, "_forward", broken)
+        bad = score_mc(lm, UNEVEN, primer=PRIMER)
+        with pytest.raises(AssertionError):
+            agree(bad, ref, tol=1e-6)
+        diff = max(abs(bad.loglik[i][c] - ref.loglik[i][c]) for i in range(3) for c in ref.loglik[i])
+        assert diff > 5e-5, broken.__name__                                # 5x the lls tolerance (1e-5)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_every_tiny_architecture_scores_exactly(arch, monkeypatch):
+    """Packed rows where the model allows them, question by question where it does not
+    (PER_QUESTION); the same numbers as the whole-sequence reference either way."""
+    lm = tiny_lm(arch)
+    seen = packed_forwards(monkeypatch)
+    fast = score_mc(lm, UNEVEN, primer=PRIMER, batch_size=2)
+    assert bool(seen) == (arch not in PER_QUESTION)
+    agree(fast, score_mc_naive(lm, UNEVEN, primer=PRIMER), tol=1e-6)
+
+
+def test_token_logprobs_float64_accurate():
+    """The one log-probability formula (float32 exponentials summed in float64) is within 1e-7
+    of a float64 log-softmax over a 49k vocabulary; summing the exponentials in float32 is not."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 49152, generator=g) * 4
+    x[:, :5] += 20
+    tgt = torch.randint(0, 49152, (64,), generator=g)
+    exact = torch.log_softmax(x.double(), -1)[torch.arange(64), tgt]
+    assert (M._token_logprobs(x, tgt) - exact).abs().max() < 1e-7
+    top = x.amax(-1, keepdim=True)
+    in_float32 = (x[torch.arange(64), tgt] - (torch.log((x - top).exp().sum(-1)) + top[:, 0])).double()
+    assert (in_float32 - exact).abs().max() > 1e-7
+    # several tokens read from one row (a trie node with several children)
+    rows, tokens = torch.tensor([3, 3, 0]), torch.tensor([7, 11, 7])
+    full = torch.log_softmax(x.double(), -1)
+    np.testing.assert_allclose(M._token_logprobs(x, tokens, rows), full[rows, tokens], rtol=0, atol=1e-7)
 
 
 def test_too_long_questions_are_skipped_and_counted():

@@ -29,12 +29,29 @@ Definition (checked against EleutherAI/lm-evaluation-harness, main at commit
 Scorers:
 
 - :func:`score_mc` (fast): the tokens every context shares (the primer) go through the model
-  ONCE per call, into a KV cache (``transformers.DynamicCache``); each question's own tokens
-  run once on a copy of that cache; all choices of the question then run in padded batches on
-  copies of the question's cache (right padding: under causal attention the padding after a
-  choice cannot change its log-probabilities). MC1 and MC2 choices are scored once each (most
-  are shared). The log-likelihoods are those of one forward pass over the whole sequence, up
-  to floating-point summation order (tests: agreement to 1e-5 with :func:`score_mc_naive`).
+  ONCE per call, into a KV cache (``transformers.DynamicCache``). Then, packed: questions are
+  sorted by length and ``batch_size`` of them go through ONE forward on that cache (expanded
+  to the rows as views, never copied per question). A row holds the question's own tokens,
+  then its choices as a token trie (choices that start alike, " No, ...", share those tokens:
+  about 27% fewer choice tokens on TruthfulQA), right-padded to the longest row; a 4-D
+  attention mask lets each token see the primer, its question (causally) and its own trie
+  ancestors only, and ``position_ids`` give each trie token its position in its own sequence
+  (question length + depth), so every token computes what it computes in a forward pass over
+  its whole sequence. Logits are taken only at scored positions (``logits_to_keep``), the
+  log-normaliser only of those rows. Models that cannot take this (a sliding-window cache,
+  as Gemma-2/3; ALiBi positions built from a 2-D mask, as BLOOM, MPT or Falcon with
+  ``alibi``; no ``position_ids``; a mask not built by transformers' ``create_causal_mask``)
+  are scored question by question instead: the question's tokens on a copy of the primer's
+  cache, its choices in right-padded batches of ``batch_size`` on copies of the question's
+  cache. Of the tiny test architectures (tests/steer_tiny.py) all but gemma2, gemma3 and bloom
+  are packed. MC1 and MC2 choices are scored once each (most are shared). Every scorer turns
+  logits into log-probabilities by one formula (float32 exponentials summed in float64: torch's
+  float32 ``log_softmax`` over a 49k vocabulary is off by up to ~1e-5 per token). The
+  log-likelihoods are those of one forward pass over the whole sequence up to floating-point
+  order: in float64 to ~1e-13; in float32 to ~1e-7 on the tiny models and ~2e-5 per summed
+  choice on SmolLM2-135M, the float32 arithmetic of any cached forward (tests: agreement with
+  :func:`score_mc_naive`). On SmolLM2-135M with one CPU thread it runs at about the speed of a
+  plain batched forward over the task's tokens (``benchmarks/mc_speed.py``).
 - :func:`score_mc_naive` (reference): one forward pass per (question, choice) over the whole
   sequence, no cache.
 
@@ -433,12 +450,33 @@ def _device(model: Any):
     return next(model.parameters()).device
 
 
-def _logprobs(logits, targets):
-    """log p(target) at each position: logits [b, t, V], targets [b, t] -> float64 [b, t]."""
+def _logsumexp_rows(logits, rows: int = 16):
+    """float64 [n]: the log-normaliser (logsumexp over the vocabulary) of each row of ``logits``
+    [n, V]: ``max + log(sum(exp(x - max)))`` with the exponentials in float32 (float64 for
+    float64 logits) and the sum in float64: about 1e-8 from an all-float64 log-softmax, where
+    torch's float32 ``log_softmax`` over a 49k vocabulary is off by up to ~1e-5 per token (too
+    much for log-likelihoods summed over a choice). In blocks of ``rows`` rows that stay in the
+    processor's cache (twice as fast as one call over a large matrix)."""
     import torch
 
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    return lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).double()
+    out = []
+    for i in range(0, logits.shape[0], rows):
+        block = logits[i:i + rows]
+        block = block if block.dtype == torch.float64 else block.float()   # float64 logits stay float64
+        top = block.amax(dim=-1, keepdim=True)
+        out.append((block - top).exp_().sum(dim=-1, dtype=torch.float64).log_() + top[:, 0].double())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=logits.device)
+
+
+def _token_logprobs(logits, targets, rows=None):
+    """float64 [k]: log p(targets[j]) under the row ``rows[j]`` of ``logits`` [n, V] (``rows``
+    None: row j, so n == k); pass only rows that are read (each gets its log-normaliser). The
+    one formula of every scorer here (packed, per-question, naive)."""
+    import torch
+
+    if rows is None:
+        rows = torch.arange(targets.shape[0], device=targets.device)
+    return logits[rows, targets].double() - _logsumexp_rows(logits)[rows]
 
 
 def _naive_lls(lm: Any, enc: _Encoded) -> list[float]:
@@ -449,29 +487,41 @@ def _naive_lls(lm: Any, enc: _Encoded) -> list[float]:
     for cont in enc.conts:
         ids = torch.tensor([enc.context + cont[:-1]], device=dev)
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
-        scored = logits[:, len(enc.context) - 1:]
-        out.append(float(_logprobs(scored, torch.tensor([cont], device=dev)).sum()))
+        scored = logits[0, len(enc.context) - 1:]
+        out.append(float(_token_logprobs(scored, torch.tensor(cont, device=dev)).sum()))
     return out
+
+
+def _params(model: Any) -> set[str]:
+    """The keyword arguments ``model.forward`` names (empty when it cannot be inspected)."""
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _cache_keyword(model: Any) -> str:
     """``cache`` (transformers 5.x) or ``past_key_values`` (4.x and models that keep it)."""
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
+    params = _params(model)
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _forward(model: Any, ids, cache, past: int, keyword: str):
-    """Logits and the KV cache after ``ids`` (``past`` tokens already in ``cache``; an all-ones
-    attention mask over past + new tokens, as ``generate`` passes it)."""
+def _forward(model: Any, ids, cache, past: int, keyword: str, *, mask=None, positions=None, keep: int | None = None):
+    """Logits and the KV cache after ``ids`` (``past`` tokens already in ``cache``). ``mask``: the
+    2-D attention mask over past + new tokens (default all ones, as ``generate`` passes it);
+    ``positions``: explicit ``position_ids``; ``keep``: logits of the last ``keep`` positions
+    only (``logits_to_keep``, where the model takes it)."""
     import torch
 
-    mask = torch.ones((ids.shape[0], past + ids.shape[1]), dtype=torch.long, device=ids.device)
+    if mask is None:
+        mask = torch.ones((ids.shape[0], past + ids.shape[1]), dtype=torch.long, device=ids.device)
     kwargs = {keyword: cache} if cache is not None else {}
+    if positions is not None:
+        kwargs["position_ids"] = positions
+    if keep is not None and "logits_to_keep" in _params(model):
+        kwargs["logits_to_keep"] = keep
     out = model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
     new = out.get("cache", None)
     if new is None:
@@ -481,6 +531,185 @@ def _forward(model: Any, ids, cache, past: int, keyword: str):
     return out.logits, new
 
 
+def _shared_prefix(encoded: list[_Encoded]) -> int:
+    """Tokens every context shares (the primer), leaving every question at least one of its own."""
+    first = encoded[0].context
+    shared = min(len(e.context) for e in encoded) - 1
+    for e in encoded:
+        diff = np.flatnonzero(np.asarray(first[:shared]) != np.asarray(e.context[:shared]))
+        if diff.size:
+            shared = int(diff[0])
+    return shared
+
+
+#: model types whose attention positions come from the 2-D mask (ALiBi): no custom 4-D mask
+_ALIBI_TYPES = frozenset({"bloom", "mpt"})
+
+
+def _tree_refusal(model: Any, cache: Any) -> str | None:
+    """Why the packed (tree) scorer cannot run on ``model`` with the primer's ``cache``, or None
+    when it can. It needs a plain ``DynamicCache`` (every layer a full-attention
+    ``DynamicLayer``: a sliding window counts key slots, not positions), ``position_ids``, no
+    ALiBi (built from a 2-D mask), and a model that takes a ready 4-D mask as it is
+    (transformers' ``masking_utils.create_causal_mask``)."""
+    import sys
+
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return "this transformers has no DynamicCache layers"
+    layers = getattr(cache, "layers", None)
+    if type(cache) is not DynamicCache or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return f"its KV cache is not plain full attention ({type(cache).__name__} of sliding-window or other layers)"
+    config = getattr(model, "config", None)
+    if str(getattr(config, "model_type", "")) in _ALIBI_TYPES or getattr(config, "alibi", False):
+        return "it uses ALiBi (positions from the 2-D attention mask)"
+    if "position_ids" not in _params(model):
+        return "its forward takes no position_ids"
+    owners = {type(model).__module__, type(getattr(model, "base_model", model)).__module__}
+    if not all(hasattr(sys.modules.get(name), "create_causal_mask") for name in owners):
+        return "it does not build its mask with transformers' create_causal_mask (a 4-D mask may not pass as is)"
+    return None
+
+
+def _keeps_flat(model: Any) -> bool:
+    """True when ``logits_to_keep`` may be a 2-D boolean mask (transformers 5's
+    ``slice_logits_to_keep``: logits of the True positions only, flattened)."""
+    import sys
+
+    return "logits_to_keep" in _params(model) and hasattr(sys.modules.get(type(model).__module__),
+                                                             "slice_logits_to_keep")
+
+
+def _expanded(cache: Any, rows: int) -> Any:
+    """A new DynamicCache whose layers are ``rows``-row views of ``cache``'s one row (no copy: the
+    forward concatenates onto them, it never writes into them; ``cache`` stays as it is)."""
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in cache.layers:
+        twin = copy.copy(layer)
+        twin.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+        twin.values = layer.values.expand(rows, *layer.values.shape[1:])
+        new.layers.append(twin)
+    return new
+
+
+@dataclass
+class _Tree:
+    """One question packed into a row: its own tokens, then one token per distinct proper prefix
+    of its choices (a trie: choices that start alike share their first tokens)."""
+
+    tokens: list[int]
+    n_question: int
+    parent: list[int]          # per trie node: parent node, -1 = the question's last token
+    depth: list[int]           # per trie node: 1 for a choice's first token
+    reads: list[list[int]]     # per choice: the row positions whose logits score its tokens
+
+
+def _tree(e: _Encoded, shared: int) -> _Tree:
+    q = e.context[shared:]
+    nq = len(q)
+    node: dict[tuple[int, ...], int] = {}
+    tokens, parent, depth, reads = list(q), [], [], []
+    for cont in e.conts:
+        read = [nq - 1]
+        for k in range(1, len(cont)):
+            key = tuple(cont[:k])
+            if key not in node:
+                node[key] = len(parent)
+                parent.append(node[key[:-1]] if k > 1 else -1)
+                depth.append(k)
+                tokens.append(cont[k - 1])
+            read.append(nq + node[key])
+        reads.append(read)
+    return _Tree(tokens, nq, parent, depth, reads)
+
+
+def _tree_lls(lm: Any, encoded: list[_Encoded], base: Any, shared: int, batch_size: int, keyword: str,
+              progress: Callable | None, done: int, total: int) -> list[list[float]]:
+    """Rows of ``batch_size`` questions (in order of length) in ONE forward on the primer's cache
+    (expanded to the rows as views, no copy per question). Each row holds the question's tokens,
+    then its choices as a token trie; a 4-D attention mask lets every token see the primer, its
+    question (causally) and its own trie ancestors only, and ``position_ids`` give each trie
+    token its position in its own sequence (question length + depth), so each token computes
+    what it computes in the whole-sequence forward. Logits only at scored positions
+    (``logits_to_keep``), the log-softmax only at those."""
+    import torch
+
+    model, dev = lm.model, _device(lm.model)
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    dtype = getattr(getattr(embed, "weight", None), "dtype", None)     # the hidden states' (and queries') dtype
+    if dtype is None or not dtype.is_floating_point:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    low = torch.finfo(dtype).min                                     # an additive mask: eager adds it as it is
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    flat_ok = _keeps_flat(model)
+    P = shared
+    trees = [_tree(e, P) for e in encoded]
+    order = sorted(range(len(encoded)), key=lambda i: len(trees[i].tokens))
+    results: list[list[float]] = [[] for _ in encoded]
+    finished = 0
+    for g0 in range(0, len(order), batch_size):
+        group = order[g0:g0 + batch_size]
+        G, width = len(group), max(len(trees[i].tokens) for i in group)
+        ids = np.full((G, width), pad, dtype=np.int64)
+        pos = np.full((G, width), P, dtype=np.int64)            # padding: any valid position
+        see = np.zeros((G, width, P + width), dtype=bool)
+        see[:, :, :P] = True                                     # the primer (padding rows too: no empty row)
+        keep = np.zeros((G, width), dtype=bool)
+        for r, i in enumerate(group):
+            t = trees[i]
+            nq, n = t.n_question, len(t.tokens)
+            ids[r, :n] = t.tokens
+            pos[r, :nq] = P + np.arange(nq)
+            pos[r, nq:n] = P + nq - 1 + np.asarray(t.depth, dtype=np.int64)
+            own = see[r, :, P:]
+            own[:nq, :nq] = np.tri(nq, dtype=bool)
+            own[nq:n, :nq] = True
+            for v, u in enumerate(t.parent):                     # ancestors first: parents precede children
+                if u >= 0:
+                    own[nq + v, nq:n] = own[nq + u, nq:n]
+                own[nq + v, nq + v] = True
+            keep[r, nq - 1:n] = True
+        mask = torch.zeros((G, 1, width, P + width), dtype=dtype, device=dev)
+        mask.masked_fill_(~torch.from_numpy(see).to(dev)[:, None], low)
+        kept = torch.from_numpy(keep).to(dev)
+        logits, _ = _forward(model, torch.from_numpy(ids).to(dev), _expanded(base, G), P, keyword, mask=mask,
+                             positions=torch.from_numpy(pos).to(dev), keep=kept if flat_ok else None)
+        if logits.dim() == 3:                                    # the model kept every position
+            logits = logits[kept]
+        # row r's kept positions are rows start[r] .. of `logits`, in order from the question's last token
+        start = np.concatenate([[0], np.cumsum(keep.sum(axis=1))[:-1]])
+        at, tok, owner, n_choices = [], [], [], 0
+        for r, i in enumerate(group):
+            t, e = trees[i], encoded[i]
+            for read, cont in zip(t.reads, e.conts):
+                at += [start[r] + p - (t.n_question - 1) for p in read]
+                tok += cont
+                owner += [n_choices] * len(cont)
+                n_choices += 1
+        # every kept position scores at least one token (the question's last, each trie node)
+        at_t = torch.as_tensor(at, dtype=torch.long, device=dev)
+        lp = _token_logprobs(logits, torch.as_tensor(tok, dtype=torch.long, device=dev), at_t)
+        sums = torch.zeros(n_choices, dtype=torch.float64, device=dev).index_add_(
+            0, torch.as_tensor(owner, dtype=torch.long, device=dev), lp).tolist()
+        for i in group:
+            results[i], sums = sums[:len(encoded[i].conts)], sums[len(encoded[i].conts):]
+            finished += 1
+            if progress is not None:
+                progress(done + finished, total)
+    return results
+
+
+def _padded(seqs: list[list[int]], width: int, fill: int):
+    """int64 array [len(seqs), width] of ``seqs`` right-padded with ``fill``."""
+    out = np.full((len(seqs), width), fill, dtype=np.int64)
+    for r, s in enumerate(seqs):
+        out[r, :len(s)] = s
+    return out
+
+
 def _cached_lls(lm: Any, encoded: list[_Encoded], batch_size: int, progress: Callable | None,
                 done: int, total: int) -> list[list[float]]:
     import torch
@@ -488,44 +717,37 @@ def _cached_lls(lm: Any, encoded: list[_Encoded], batch_size: int, progress: Cal
     model, dev = lm.model, _device(lm.model)
     keyword = _cache_keyword(model)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    # the shared prefix (the primer), leaving every question at least one token of its own
-    first = encoded[0].context
-    shared = min(len(e.context) for e in encoded) - 1
-    for e in encoded:
-        a = np.asarray(first[:shared])
-        b = np.asarray(e.context[:shared])
-        diff = np.flatnonzero(a != b)
-        if diff.size:
-            shared = int(diff[0])
+    shared = _shared_prefix(encoded)
     base = None
     if shared > 0:
-        _, base = _forward(model, torch.tensor([first[:shared]], device=dev), None, 0, keyword)
+        _, base = _forward(model, torch.tensor([encoded[0].context[:shared]], device=dev), None, 0, keyword, keep=1)
+        if _tree_refusal(model, base) is None:
+            return _tree_lls(lm, encoded, base, shared, batch_size, keyword, progress, done, total)
+    # per question (sliding-window, ALiBi and other models the packed scorer refuses): a copy of
+    # the primer's cache, the question's tokens at batch 1, its choices in right-padded batches of
+    # `batch_size` on copies of the question's cache
     results = []
     for k, e in enumerate(encoded):
         cache = copy.deepcopy(base) if base is not None else None
         logits, qcache = _forward(model, torch.tensor([e.context[shared:]], device=dev), cache,
-                                  shared if cache is not None else 0, keyword)
-        last = torch.log_softmax(logits[0, -1].float(), dim=-1).double()
-        lls = [float(last[c[0]]) for c in e.conts]
+                                  shared if cache is not None else 0, keyword, keep=1)
+        first = torch.tensor([c[0] for c in e.conts], device=dev)
+        lls = _token_logprobs(logits[0, -1:], first, torch.zeros_like(first)).tolist()
         longer = [i for i, c in enumerate(e.conts) if len(c) > 1]
         for start in range(0, len(longer), batch_size):
             chunk = longer[start:start + batch_size]
-            width = max(len(e.conts[i]) - 1 for i in chunk)
-            inp = torch.full((len(chunk), width), pad, dtype=torch.long, device=dev)
-            tgt = torch.zeros((len(chunk), width), dtype=torch.long, device=dev)
-            mask = torch.zeros((len(chunk), width), dtype=torch.bool, device=dev)
-            for row, i in enumerate(chunk):
-                cont = e.conts[i]
-                inp[row, :len(cont) - 1] = torch.tensor(cont[:-1])
-                tgt[row, :len(cont) - 1] = torch.tensor(cont[1:])
-                mask[row, :len(cont) - 1] = True
+            m = np.array([len(e.conts[i]) - 1 for i in chunk])
+            width = int(m.max())
+            inp = torch.from_numpy(_padded([e.conts[i][:-1] for i in chunk], width, pad)).to(dev)
+            valid = np.arange(width)[None, :] < m[:, None]
+            tgt = torch.as_tensor([t for i in chunk for t in e.conts[i][1:]], device=dev)
             cache = copy.deepcopy(qcache)
             if len(chunk) > 1:
                 cache.batch_repeat_interleave(len(chunk))
             logits, _ = _forward(model, inp, cache, len(e.context), keyword)
-            sums = (_logprobs(logits, tgt) * mask).sum(dim=1)
-            for row, i in enumerate(chunk):
-                lls[i] += float(sums[row])
+            lp = _token_logprobs(logits[torch.from_numpy(valid).to(dev)], tgt)
+            for i, part in zip(chunk, torch.split(lp, m.tolist())):
+                lls[i] += float(part.sum())
         results.append(lls)
         if progress is not None:
             progress(done + k + 1, total)
@@ -589,7 +811,8 @@ def score_mc(lm: Any, items: Any, *, progress: Callable[[int, int], None] | None
              primer: str = QA_PRIMER, max_length: int | None = None) -> "McResult":
     """TruthfulQA MC1/MC2 of ``lm`` (a LoadedModel: model + tokenizer) on ``items`` (McTargets,
     McItems), as lm-eval defines them, with the primer's KV cache computed once per call and
-    each question's once (see the module doc). ``batch_size``: choices per padded batch.
+    each question's tokens once (see the module doc). ``batch_size``: questions per packed
+    forward (choices per padded batch where a model is scored question by question).
     ``progress(done, total)`` after each question. ``primer`` (default lm-eval's) and
     ``max_length`` (default: lm-eval's rule) are for tests and small models. Call it inside a
     steering context to score the steered model."""
