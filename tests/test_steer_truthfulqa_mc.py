@@ -485,15 +485,7 @@ def test_position_dependent_steering_scores_whole_sequences(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # SmolLM2-135M (slow)
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def smollm2():
-    pytest.importorskip("gguf")
-    from cape.steer.models import load_model
-
-    try:
-        return load_model("smollm2-135m")
-    except CapeError as err:
-        pytest.skip(str(err))
+# (the `smollm2` fixture: tests/conftest.py, one load per session)
 
 
 @pytest.mark.slow
