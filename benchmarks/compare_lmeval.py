@@ -211,7 +211,8 @@ def lmeval_child(spec_file: str) -> int:
     t0 = time.perf_counter()
     res = lm_eval.simple_evaluate(
         model="hf",
-        model_args={"pretrained": spec["model_dir"], "gguf_file": spec["gguf_file"], "dtype": spec["dtype"]},
+        model_args={"pretrained": spec["model_dir"], "dtype": spec["dtype"],
+                    **({"gguf_file": spec["gguf_file"]} if spec.get("gguf_file") else {})},
         tasks=list(TASKS.values()), limit=int(spec["n"]), batch_size=int(spec["batch_size"]), device="cpu",
         log_samples=True, bootstrap_iters=0,
         task_manager=TaskManager(include_path=spec["task_dir"], include_defaults=False))
@@ -326,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=40, help="the first N questions of mc_task.json (default 40)")
     ap.add_argument("--lmeval-python", "--python", default=sys.executable,
                     help="a Python with lm_eval installed (default: this one)")
-    ap.add_argument("--model", default="smollm2-135m", help="a CAPE model name: alias, .gguf or folder")
+    ap.add_argument("--model", default="smollm2-135m", help="a CAPE model name: alias, .gguf or a local "
+                    "model folder (both sides load the same files)")
     ap.add_argument("--mc", type=Path, default=MC, help="mc_task.json (default ../shared/data/truthfulqa)")
     ap.add_argument("--batch-size", type=int, default=4, help="lm-eval's batch size (default 4)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
@@ -346,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     from cape.steer.models import resolve_model
 
     folder, gguf, model_id = resolve_model(args.model)
-    if gguf is None:
-        print(f"{args.model}: this script passes lm-eval a GGUF file (gguf_file=...); give a .gguf model")
-        return 0
-    model_desc = f"{model_id} ({Path(folder) / gguf})"
+    model_desc = f"{model_id} ({Path(folder) / gguf if gguf else folder})"
     tmp = None
     if args.keep:
         workdir = args.keep

@@ -119,3 +119,42 @@ def test_child_says_plainly_when_lm_eval_cannot_be_imported(cl, tmp_path):
     assert "lm_eval" in json.loads(out.read_text())["error"]
     assert "no such Python" in cl.run_lmeval(str(tmp_path / "nopython"), {"out": str(out) + "x"}, tmp_path, 10)[
         "error"]
+
+
+@pytest.mark.slow
+def test_against_real_lmeval_on_a_tiny_model(cl, tmp_path, capsys):
+    """lm-evaluation-harness itself (its own truthfulqa_mc1/mc2 task files) and CAPE score the
+    same three questions with the same tiny local model: the same log-likelihoods."""
+    if importlib.util.find_spec("lm_eval") is None:
+        pytest.skip("lm-eval is not installed (pip install 'cape[test]')")
+    import torch
+    import transformers
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=4096,
+                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    mc = tmp_path / "mc_task.json"
+    mc.write_text(json.dumps([
+        {"question": "Is ice cold?", "mc1_targets": {"Yes, ice is cold.": 1, "No, ice is hot.": 0},
+         "mc2_targets": {"Yes, ice is cold.": 1, "Ice is cold.": 1, "No, ice is hot.": 0}},
+        {"question": "What do bees make?", "mc1_targets": {"Bees make honey.": 1, "Bees make milk.": 0,
+                                                             "Bees make glass.": 0},
+         "mc2_targets": {"Bees make honey.": 1, "Bees make milk.": 0, "Bees make glass.": 0}},
+        {"question": "Where does the sun rise?", "mc1_targets": {"In the east.": 1, "In the west.": 0},
+         "mc2_targets": {"In the west.": 0, "In the east.": 1}}]))
+    assert cl.main(["--n", "3", "--model", str(folder), "--mc", str(mc), "--json", "--timeout", "600"]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(text[text.index("{\n"):])
+    cmp = doc["comparison"]
+    assert "error" not in doc["lmeval"], doc["lmeval"]
+    assert cmp["mc1_differs"] == [] and cmp["n"] == {"mc1": 3, "mc2": 3} and cmp["unmatched"] == [], cmp
+    assert cmp["contexts_compared"] == 6 and cmp["contexts_differ"] == 0, cmp
+    assert cmp["n_choice_lls"] == 15 and cmp["missing_choices"] == [], cmp
+    assert cmp["max_mc2_diff"] < 1e-5 and cmp["max_ll_diff"] < 1e-4, cmp

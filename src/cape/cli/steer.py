@@ -404,7 +404,7 @@ def eval_cmd(
     open_ended: Annotated[bool, typer.Option("--open-ended/--no-open-ended", help="Also answer each question "
                                              "in the model's own words (greedy) under every condition and judge the "
                                              "answers by TruthfulQA's rule: share true, corrected and broken rates "
-                                             "(about as long again as the multiple-choice scoring).")] = True,
+                                             "(generation takes longer than the multiple-choice scoring).")] = True,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest open-ended answer, in "
                                                 "tokens (it ends earlier at a blank line).")] = 50,
     judge_metric: Annotated[str, typer.Option("--judge", help="Similarity of the open-ended judge: bleu "
