@@ -108,13 +108,19 @@ def test_compare_reports_a_constructed_disagreement(cl):
 
 
 def test_child_says_plainly_when_lm_eval_cannot_be_imported(cl, tmp_path):
-    if importlib.util.find_spec("lm_eval") is not None:
-        pytest.skip("lm_eval is installed in this Python")
+    """A Python where ``import lm_eval`` fails (here: a stand-in package first on the path that
+    raises ImportError, so the test runs whether or not lm-eval is installed)."""
+    import os
+
+    broken = tmp_path / "path" / "lm_eval"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('No module named lm_eval (stand-in)')\n")
     spec = tmp_path / "spec.json"
     out = tmp_path / "out.json"
     spec.write_text(json.dumps({"out": str(out)}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, str(SCRIPT), "--lmeval-child", str(spec)], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "lm_eval" in json.loads(out.read_text())["error"]
     assert "no such Python" in cl.run_lmeval(str(tmp_path / "nopython"), {"out": str(out) + "x"}, tmp_path, 10)[
