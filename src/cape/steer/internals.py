@@ -1,0 +1,225 @@
+"""Internal coupling: how a model's truth direction and its reasoning direction relate, per
+layer, measured against a null.
+
+The preprints report an "internal coupling" per layer: the cosine between the mean hidden
+vector of "reasoning" statements and the mean hidden vector of "truthfulness" statements
+(METHODS section 10). The residual stream of a transformer has a large mean shared by every
+input, so that raw cosine is close to 1 for any two sets of statements; the released files
+show it (pythia-1b: all 16 layers 0.97862646). Here both are computed side by side:
+
+* ``raw_cos`` (the preprint's way, uncentred): cosine between the mean pooled state of the
+  true statements of the truth set and that of the correct statements of the reasoning set;
+* ``centred_cos``: cosine between the two DIRECTIONS, each from mean-subtracted states,
+  i.e. the difference of class means (true minus false; correct minus incorrect), which
+  the shared mean cannot enter;
+* the null of ``centred_cos``: the same cosine between directions of random label splits
+  of the same statements (labels permuted over each set, class sizes kept; ``n_null``
+  draws), with its 2.5 and 97.5 percentiles: what arbitrary splits of these statements
+  give, shared structure of the two sets (length, format) included. (Shuffling only within
+  each true/false pair would keep the direction up to its sign, so it is not used.)
+* each direction's held-out probe accuracy per layer (Wilson interval), from a seeded split
+  by group (:func:`cape.steer.extraction.probe_layers`).
+
+The reasoning set (:func:`reasoning_set`) is generated with a seed: arithmetic with its
+result right or off by a small amount, and syllogisms with the right or the negated
+conclusion, one group per problem.
+
+>>> from cape.steer import load_model, default_set                 # doctest: +SKIP
+>>> from cape.steer.internals import internal_coupling, reasoning_set
+>>> res = internal_coupling(lm, default_set(), reasoning_set(120))  # doctest: +SKIP
+>>> res.table[["layer", "raw_cos", "centred_cos", "null_low", "null_high"]]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CapeError
+from .data import ContrastSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import LoadedModel
+
+__all__ = ["reasoning_set", "coupling_from_activations", "internal_coupling", "InternalCoupling", "KIND"]
+
+KIND = "cape-internal-coupling"
+
+_KINDS = (("dogs", "dog", "animals", "animal"), ("roses", "rose", "flowers", "flower"),
+          ("oaks", "oak", "trees", "tree"), ("trout", "trout", "fish", "fish"),
+          ("hammers", "hammer", "tools", "tool"), ("violins", "violin", "instruments", "instrument"),
+          ("sparrows", "sparrow", "birds", "bird"), ("apples", "apple", "fruits", "fruit"),
+          ("cars", "car", "vehicles", "vehicle"), ("squares", "square", "shapes", "shape"))
+_NAMES = ("Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
+
+
+def reasoning_set(n_problems: int = 120, seed: int = 0) -> ContrastSet:
+    """Correct and incorrect worked statements, generated with ``seed``: one group per
+    problem, each with one correct and one incorrect statement. Even problems are arithmetic
+    (``"A + B = C."``, ``-`` or ``*``; the incorrect result is off by 1 to 9), odd ones
+    syllogisms (``"All dogs are animals. Ada is a dog. So Ada is an animal."`` against the
+    negated conclusion)."""
+    if int(n_problems) < 4:
+        raise CapeError(f"a reasoning set needs at least 4 problems, not {n_problems}")
+    rng = np.random.default_rng(seed)
+    statements, labels, groups = [], [], []
+    for k in range(int(n_problems)):
+        if k % 2 == 0:
+            a, b = (int(x) for x in rng.integers(2, 60, size=2))
+            op = "+-*"[int(rng.integers(0, 3))]
+            if op == "-" and b > a:
+                a, b = b, a
+            value = a + b if op == "+" else a - b if op == "-" else a * b
+            wrong = value + int(rng.choice([-1, 1])) * int(rng.integers(1, 10))
+            pair = (f"{a} {op} {b} = {value}.", f"{a} {op} {b} = {wrong}.")
+        else:
+            plural, single, sup_plural, sup = _KINDS[int(rng.integers(0, len(_KINDS)))]
+            name = _NAMES[int(rng.integers(0, len(_NAMES)))]
+            art = "an" if sup[0] in "aeiou" else "a"
+            art1 = "an" if single[0] in "aeiou" else "a"
+            head = f"All {plural} are {sup_plural}. {name} is {art1} {single}. So {name} is"
+            pair = (f"{head} {art} {sup}.", f"{head} not {art} {sup}.")
+        order = [0, 1] if rng.random() < 0.5 else [1, 0]  # the correct one is not always first
+        for i in order:
+            statements.append(pair[i])
+            labels.append(i == 0)
+            groups.append(f"reason:{k}")
+    return ContrastSet(statements, np.array(labels), groups, source=f"reasoning_set(n_problems={n_problems}, "
+                                                                    f"seed={seed})")
+
+
+def _label_splits(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random label splits of the statements: the labels permuted over ALL statements
+    (the class sizes kept), as a boolean ``[n, len(labels)]``."""
+    return rng.permuted(np.broadcast_to(np.asarray(labels, bool), (n, len(labels))), axis=1)
+
+
+def _class_means(x: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Mean of ``x`` [n, L, H] over the rows of each mask [k, n] -> [k, L, H] (float64)."""
+    w = masks.astype(np.float64)
+    w /= np.maximum(w.sum(1, keepdims=True), 1.0)
+    return np.einsum("kn,nlh->klh", w, x, dtype=np.float64, optimize=True)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+
+
+def coupling_from_activations(x_truth: np.ndarray, truth: ContrastSet, x_reason: np.ndarray, reason: ContrastSet,
+                              *, n_null: int = 50, seed: int = 0, eval_fraction: float = 0.3) -> pd.DataFrame:
+    """The per-layer table of :func:`internal_coupling` from pooled activations
+    (``[n, n_layers, hidden]`` of each set, in the sets' order). Columns: layer, raw_cos,
+    centred_cos, null_mean, null_low, null_high (2.5 / 97.5 percentiles over ``n_null``
+    random label splits of both sets), outside_null, truth_acc (+ ci_low/ci_high),
+    reason_acc (+ ci_low/ci_high), n_null."""
+    from .extraction import probe_layers
+
+    if x_truth.ndim != 3 or x_reason.ndim != 3 or x_truth.shape[1:] != x_reason.shape[1:]:
+        raise CapeError(f"activations must be [n, n_layers, hidden] with the same layers and width: "
+                        f"{x_truth.shape} vs {x_reason.shape}")
+    if len(x_truth) != len(truth) or len(x_reason) != len(reason):
+        raise CapeError("activations and statements differ in number")
+    truth.require_two_sided()
+    reason.require_two_sided()
+    if int(n_null) < 10:
+        raise CapeError(f"n_null must be at least 10 (an interval from fewer shuffles means little), not {n_null}")
+    yt, yr = np.asarray(truth.labels, bool), np.asarray(reason.labels, bool)
+    mt = _class_means(x_truth, np.stack([yt, ~yt]))
+    mr = _class_means(x_reason, np.stack([yr, ~yr]))
+    raw = _cos(mt[0], mr[0])
+    centred = _cos(mt[0] - mt[1], mr[0] - mr[1])
+    rng = np.random.default_rng(seed)
+    st = _label_splits(yt, int(n_null), rng)
+    sr = _label_splits(yr, int(n_null), rng)
+    dt = _class_means(x_truth, st) - _class_means(x_truth, ~st)
+    dr = _class_means(x_reason, sr) - _class_means(x_reason, ~sr)
+    null = _cos(dt, dr)  # [n_null, L]
+    low, high = np.nanpercentile(null, [2.5, 97.5], axis=0)
+    frame = pd.DataFrame({"layer": np.arange(x_truth.shape[1]), "raw_cos": raw, "centred_cos": centred,
+                          "null_mean": np.nanmean(null, axis=0), "null_low": low, "null_high": high})
+    frame["outside_null"] = (frame["centred_cos"] < low) | (frame["centred_cos"] > high)
+    for name, x, cs in (("truth", x_truth, truth), ("reason", x_reason, reason)):
+        ext, ev = cs.split(seed=seed, eval_fraction=eval_fraction)
+        index = {s: i for i, s in enumerate(cs.statements)}
+        ie = np.array([index[s] for s in ext.statements])
+        iv = np.array([index[s] for s in ev.statements])
+        _, probe = probe_layers(x[ie], cs.labels[ie], x[iv], cs.labels[iv])
+        frame[f"{name}_acc"] = probe["probe_acc"].to_numpy()
+        frame[f"{name}_ci_low"] = probe["ci_low"].to_numpy()
+        frame[f"{name}_ci_high"] = probe["ci_high"].to_numpy()
+    frame["n_null"] = int(n_null)
+    return frame
+
+
+@dataclass
+class InternalCoupling:
+    """Per layer: raw and centred cosines of the truth and reasoning directions, the centred
+    cosine's null band, and each direction's held-out probe accuracy (``table``)."""
+
+    model_id: str
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        t = self.table
+        m = self.meta
+        outside = int(t["outside_null"].sum())
+        lines = [f"internal coupling of {self.model_id}: {m.get('n_truth')} truth statements ({m.get('truth_source')}), "
+                 f"{m.get('n_reason')} reasoning statements ({m.get('reason_source')}), pooling {m.get('pooling')}",
+                 f"  raw cosine (uncentred, the preprint's way): {t['raw_cos'].min():.4f} to {t['raw_cos'].max():.4f} "
+                 f"over {len(t)} layers",
+                 f"  centred cosine (difference of class means): {t['centred_cos'].min():+.3f} to "
+                 f"{t['centred_cos'].max():+.3f}; outside the null band (random label splits, "
+                 f"{int(t['n_null'].iloc[0])} draws, 2.5-97.5%) at {outside} of {len(t)} layers"]
+        cols = ["layer", "raw_cos", "centred_cos", "null_low", "null_high", "truth_acc", "reason_acc"]
+        lines.append(t[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        from ..schema import to_python
+
+        return {"kind": KIND, "model": self.model_id, "meta": self.meta,
+                "layers": [{k: to_python(v) for k, v in r.items()} for r in self.table.to_dict("records")]}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def internal_coupling(lm: "LoadedModel", truth: ContrastSet, reasoning: ContrastSet, *, n_null: int = 50,
+                      seed: int = 0, eval_fraction: float = 0.3, pooling: str = "last", batch_size: int = 16,
+                      progress: Callable[[int, int], Any] | None = None) -> InternalCoupling:
+    """Capture every layer's pooled output for both statement sets (one batched pass each,
+    :func:`cape.steer.extraction.activations`) and compute :func:`coupling_from_activations`."""
+    from .extraction import activations
+
+    t0 = time.perf_counter()
+    total = len(truth) + len(reasoning)
+
+    def part(offset: int):
+        return None if progress is None else (lambda done, _n: progress(offset + done, total))
+
+    xt = activations(lm, truth.statements, batch_size=batch_size, pooling=pooling, progress=part(0))
+    xr = activations(lm, reasoning.statements, batch_size=batch_size, pooling=pooling, progress=part(len(truth)))
+    table = coupling_from_activations(xt, truth, xr, reasoning, n_null=n_null, seed=seed, eval_fraction=eval_fraction)
+    meta = {"n_truth": len(truth), "n_reason": len(reasoning), "truth_source": truth.source,
+            "reason_source": reasoning.source, "truth_hash": truth.hash(), "reason_hash": reasoning.hash(),
+            "pooling": pooling, "n_null": int(n_null), "seed": int(seed), "eval_fraction": float(eval_fraction),
+            "n_layers": int(xt.shape[1]), "hidden_size": int(xt.shape[2]),
+            "seconds": time.perf_counter() - t0,
+            "definition": "raw: cosine of the mean pooled state of true (truth set) and correct (reasoning set) "
+                          "statements, uncentred; centred: cosine of the differences of class means; null: "
+                          "centred cosine between directions of random label splits of both sets"}
+    return InternalCoupling(str(lm.model_id), table, meta)

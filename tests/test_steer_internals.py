@@ -1,0 +1,158 @@
+"""Internal coupling (cape.steer.internals): raw against centred cosines of the truth and
+reasoning directions with a null, on planted activations and on a constructed tiny model
+whose residual stream carries a known shared mean direction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cape.errors import CapeError
+from cape.steer.data import ContrastSet
+from cape.steer.internals import _label_splits, coupling_from_activations, reasoning_set
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def _planted(cos: float, *, n_groups=40, n_layers=3, hidden=48, mean_norm=30.0, noise=0.1, stem=3.0, seed=0):
+    """Activations = a large shared mean + the group's own content (shared by its true and its
+    false statement, as a question is) + (+/-) the set's direction + a little noise, with
+    cos(d_truth, d_reason) = ``cos``. Most variance is content, as in a real model."""
+    rng = np.random.default_rng(seed)
+    m = _unit(rng.standard_normal(hidden)) * mean_norm
+    dt = _unit(rng.standard_normal(hidden))
+    ortho = _unit(rng.standard_normal(hidden) - dt * (dt @ rng.standard_normal(hidden)))
+    ortho = _unit(ortho - dt * (dt @ ortho))
+    dr = cos * dt + np.sqrt(1 - cos ** 2) * ortho
+
+    def make(d, tag):
+        labels = np.tile([True, False], n_groups)
+        groups = [f"{tag}:{k}" for k in range(n_groups) for _ in range(2)]
+        content = np.repeat(stem * rng.standard_normal((n_groups, hidden)), 2, axis=0)
+        x = (m + content + np.where(labels, 1.0, -1.0)[:, None] * d
+             + noise * rng.standard_normal((len(labels), hidden)))
+        x = np.repeat(x[:, None, :], n_layers, axis=1).astype(np.float32)
+        cs = ContrastSet([f"{tag} {i}" for i in range(len(labels))], labels, groups, source=tag)
+        return x, cs
+
+    return make(dt, "t"), make(dr, "r")
+
+
+def test_raw_cosine_is_the_shared_mean_and_centred_recovers_the_plant():
+    for planted in (0.6, -0.4):
+        (xt, t), (xr, r) = _planted(planted)
+        f = coupling_from_activations(xt, t, xr, r, n_null=200, seed=0)
+        assert (f["raw_cos"] > 0.97).all()                       # the shared mean, whatever the relation
+        assert f["centred_cos"].to_numpy() == pytest.approx(planted, abs=0.12)
+        assert f["outside_null"].all()                           # far outside what shuffled labels give
+        assert f["truth_acc"].between(0, 1).all() and (f["reason_ci_low"] <= f["reason_acc"]).all()
+        assert ((f["null_low"] < 0) & (f["null_high"] > 0)).all()
+
+
+def test_unrelated_directions_sit_inside_the_null():
+    (xt, t), (xr, r) = _planted(0.0, n_layers=4, seed=3)
+    f = coupling_from_activations(xt, t, xr, r, n_null=300, seed=1)
+    assert (f["raw_cos"] > 0.97).all() and not f["outside_null"].any()
+    assert (f["centred_cos"].abs() < 0.35).all()
+
+
+def test_label_splits_keep_class_sizes_and_vary():
+    labels = np.array([1, 0, 1, 0, 0, 1, 1, 0], bool)
+    s = _label_splits(labels, 200, np.random.default_rng(0))
+    assert (s.sum(1) == 4).all() and len({tuple(row) for row in s}) > 50
+
+
+def test_reasoning_set_is_seeded_paired_and_correct():
+    a, b = reasoning_set(40, seed=1), reasoning_set(40, seed=1)
+    assert a == b and a != reasoning_set(40, seed=2)
+    assert len(a) == 80 and a.n_groups == 40 and a.n_true == 40
+    for s, ok in zip(a.statements, a.labels):
+        if "=" in s:
+            lhs, rhs = s.rstrip(".").split("=")
+            assert (eval(lhs) == int(rhs)) == ok, s              # noqa: S307 - digits and + - * only
+        else:
+            assert ("not" not in s.split("So")[1]) == ok, s
+    assert not all(a.labels[::2])                                # the correct one is not always first
+    with pytest.raises(CapeError, match="at least 4 problems"):
+        reasoning_set(2)
+
+
+def test_bad_input():
+    (xt, t), (xr, r) = _planted(0.5)
+    with pytest.raises(CapeError, match="same layers"):
+        coupling_from_activations(xt[:, :2], t, xr, r)
+    with pytest.raises(CapeError, match="n_null must be at least 10"):
+        coupling_from_activations(xt, t, xr, r, n_null=3)
+    one_sided = ContrastSet(t.statements, np.ones(len(t), bool), t.groups, source="only true")
+    with pytest.raises(CapeError):
+        coupling_from_activations(xt, one_sided, xr, r)
+
+
+# ------------------------------------------------------------------------- a constructed model
+torch = pytest.importorskip("torch")
+
+
+def _identity_llama(planted_cos: float, seed: int = 0):
+    """A tiny Llama whose blocks add nothing (attention and MLP outputs zeroed), so every
+    block's output is the token embeddings; the embeddings carry a large shared mean, and
+    the characters that end true/false and correct/incorrect statements carry the planted
+    truth and reasoning directions."""
+    from cape.steer.layers import find_layers
+    from cape.steer.models import LoadedModel
+    from steer_tiny import tiny_model
+
+    model, tok = tiny_model("llama", n_layers=2, hidden=32)
+    rng = np.random.default_rng(seed)
+    hidden = 32
+    m = _unit(rng.standard_normal(hidden)) * 20.0
+    dt = _unit(rng.standard_normal(hidden))
+    o = rng.standard_normal(hidden)
+    o = _unit(o - dt * (dt @ o))
+    dr = planted_cos * dt + np.sqrt(1 - planted_cos ** 2) * o
+    emb = m + 2.0 * rng.standard_normal((model.get_input_embeddings().weight.shape[0], hidden))
+    for ch, vec in (("T", m + 2 * dt), ("F", m - 2 * dt), ("C", m + 2 * dr), ("W", m - 2 * dr)):
+        emb[tok.convert_tokens_to_ids(ch)] = vec
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.tensor(emb, dtype=torch.float32))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    path, blocks = find_layers(model)
+    return LoadedModel(model, tok, "identity-llama", len(blocks), hidden, path)
+
+
+def _sets(n_groups=30, seed=0):
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnop")
+
+    def make(pos, neg, tag):
+        st, lab, grp = [], [], []
+        for k in range(n_groups):
+            stem = "".join(rng.choice(letters, size=6))
+            st += [stem + pos, stem + neg]
+            lab += [True, False]
+            grp += [f"{tag}:{k}"] * 2
+        return ContrastSet(st, np.array(lab), grp, source=tag)
+
+    return make("T", "F", "truth"), make("C", "W", "reason")
+
+
+@pytest.mark.parametrize("planted", [0.7, -0.5])
+def test_constructed_model_raw_near_one_centred_recovers_the_plant(planted, tmp_path):
+    from cape.steer.internals import internal_coupling
+
+    lm = _identity_llama(planted)
+    truth, reason = _sets()
+    res = internal_coupling(lm, truth, reason, n_null=100, seed=0, pooling="mean")
+    t = res.table
+    assert len(t) == 2 and (t["raw_cos"] > 0.98).all()
+    assert t["centred_cos"].to_numpy() == pytest.approx(planted, abs=0.05)
+    assert t["outside_null"].all() and t["truth_acc"].between(0, 1).all()
+    assert "raw cosine (uncentred, the preprint's way)" in res.summary()
+    doc = json.loads(res.save(tmp_path / "ic.json").read_text())
+    assert doc["kind"] == "cape-internal-coupling" and len(doc["layers"]) == 2
+    assert doc["meta"]["n_truth"] == 60 and doc["meta"]["truth_hash"] == truth.hash()
