@@ -33,7 +33,7 @@ ROOT = ["panels", "show", "ingest", "export", "benchmarks", "flags", "coupling",
 SUBCOMMANDS = {"frontier": ["fit", "hfield", "labs", "dynamics", "saturation", "compare"],
                "dynamics": ["fit", "predict", "crossval"],
                "models": ["list", "set"],
-               "steer": ["layers", "extract", "generate", "export", "info", "eval"]}
+               "steer": ["layers", "extract", "generate", "export", "info", "eval", "internals"]}
 
 
 def cli_imports(source: str) -> set[str]:

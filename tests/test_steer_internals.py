@@ -156,3 +156,31 @@ def test_constructed_model_raw_near_one_centred_recovers_the_plant(planted, tmp_
     doc = json.loads(res.save(tmp_path / "ic.json").read_text())
     assert doc["kind"] == "cape-internal-coupling" and len(doc["layers"]) == 2
     assert doc["meta"]["n_truth"] == 60 and doc["meta"]["truth_hash"] == truth.hash()
+
+
+def test_cli_internals_on_a_saved_tiny_model(tmp_path, capsys):
+    import transformers
+
+    from cape.cli import main
+    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=512,
+                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    code = main(["steer", "internals", "-m", str(folder), "--problems", "20", "--null", "20", "--out",
+                 str(tmp_path / "ic.json"), "--json"])
+    got = capsys.readouterr()
+    assert code == 0, got.err
+    printed = json.loads(got.out[got.out.index("{"):])
+    saved = json.loads((tmp_path / "ic.json").read_text())
+    assert printed["layers"] == saved["layers"] and len(saved["layers"]) == 2
+    assert saved["meta"]["n_reason"] == 40 and saved["meta"]["reason_source"].startswith("reasoning_set(")
+    code = main(["steer", "internals", "-m", str(folder), "--problems", "20", "--null", "20"])
+    text = capsys.readouterr().out
+    assert code == 0 and "Internal coupling of" in text and "raw cosine (uncentred" in text
+    code = main(["steer", "internals", "-m", str(folder), "--null", "3"])
+    assert code == 2 and "n_null must be at least 10" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``cape steer layers | extract | generate | export | info``: truth directions of an open-weight
+"""``cape steer layers | extract | generate | export | info | eval | internals``: truth directions of an open-weight
 causal LM, found, applied and exported.
 
 These commands only present: every number comes from :mod:`cape.steer` (extraction, the
@@ -20,7 +20,8 @@ from ._app import JsonOpt, _emit_json, _progress, command_set, err, out
 commands = command_set()
 steer_app = typer.Typer(
     help="Steering: truth directions of an open-weight causal LM (per-layer probes, extraction, "
-         "steered generation, exports to llama.cpp and lm-evaluation-harness).",
+         "steered generation, exports to llama.cpp and lm-evaluation-harness, evaluation against "
+         "controls, internal coupling of truth and reasoning directions).",
     no_args_is_help=True)
 commands.add_typer(steer_app, name="steer")
 
@@ -558,5 +559,62 @@ def eval_cmd(
         out.print(f"recorded {recorded} (read by cape audit and cape report)", highlight=False)
     if plotted:
         out.print(f"plot {plotted}", highlight=False)
+    if saved:
+        out.print(f"saved {saved}", highlight=False)
+
+
+@steer_app.command("internals")
+def internals_cmd(
+    model: ModelOpt,
+    data: DataOpt = "default",
+    max_questions: MaxQOpt = None,
+    problems: Annotated[int, typer.Option("--problems", help="Reasoning problems to generate (arithmetic and "
+                                          "syllogisms, one correct and one incorrect statement each).")] = 120,
+    n_null: Annotated[int, typer.Option("--null", help="Random label splits for the null band.")] = 50,
+    pooling: PoolOpt = "last",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the reasoning set, the split and the null.")] = 0,
+    eval_fraction: EvalOpt = 0.3,
+    batch_size: BatchOpt = 16,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the results as JSON.")] = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    threads: ThreadsOpt = 1,
+    layers_path: LayersPathOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Internal coupling per layer: the cosine between the truth direction (true vs false
+    statements, --data) and a reasoning direction (correct vs incorrect worked statements,
+    generated with --seed), raw (uncentred mean states, the preprints' way: dominated by the
+    residual stream's shared mean) beside centred (differences of class means), with a null
+    band from random label splits and each direction's held-out probe accuracy."""
+    from ..steer.data import load_contrast
+    from ..steer.internals import internal_coupling, reasoning_set
+
+    if out_path is not None and not out_path.parent.is_dir():
+        raise CapeError(f"--out {out_path}: the folder does not exist")
+    truth = load_contrast(data, max_questions=max_questions, seed=seed)
+    reason = reasoning_set(problems, seed=seed)
+    lm = _load(model, device, dtype, threads, layers_path)
+    with _progress("statements", as_json) as tick:
+        res = internal_coupling(lm, truth, reason, n_null=n_null, seed=seed, eval_fraction=eval_fraction,
+                                pooling=pooling, batch_size=batch_size, progress=tick)
+    saved = str(res.save(out_path)) if out_path is not None else None
+    if as_json:
+        _emit_json({"command": "steer internals", "out": saved, **res.to_dict()})
+        return
+    t = Table(title=f"Internal coupling of {res.model_id}: truth and reasoning directions per layer",
+              caption=f"raw: cosine of uncentred mean states (the preprints' measure); centred: cosine of the "
+                      f"differences of class means; null: 2.5-97.5% of the centred cosine over {n_null} random "
+                      f"label splits; acc: held-out probe accuracy [95% Wilson]")
+    for c in ("layer", "raw cos", "centred cos", "null band", "", "truth acc", "reasoning acc"):
+        t.add_column(c, justify="right")
+    for r in res.table.to_dict("records"):
+        t.add_row(str(int(r["layer"])), f"{r['raw_cos']:.4f}", f"{r['centred_cos']:+.3f}",
+                  f"[{r['null_low']:+.3f}, {r['null_high']:+.3f}]", "outside" if r["outside_null"] else "",
+                  f"{r['truth_acc']:.2f} [{r['truth_ci_low']:.2f}, {r['truth_ci_high']:.2f}]",
+                  f"{r['reason_acc']:.2f} [{r['reason_ci_low']:.2f}, {r['reason_ci_high']:.2f}]")
+    out.print(t)
+    out.print(res.summary().splitlines()[1], highlight=False, markup=False)
+    out.print(res.summary().splitlines()[2], highlight=False, markup=False)
     if saved:
         out.print(f"saved {saved}", highlight=False)
