@@ -156,6 +156,68 @@ def steering(ctx, *, command: str, min_share: float) -> Computation:
                        figure="; ".join(figures))
 
 
+def _own_internals(ctx) -> str:
+    """CAPE's own internal-coupling measurements recorded in $CAPE_HOME/internals, one clause each."""
+    from ..steer.internals import saved_internals
+
+    parts = []
+    for res in ctx.get(("internals",), saved_internals):
+        t = res.table
+        parts.append(f"CAPE on {res.model_id} (cape steer internals): raw cosine {t['raw_cos'].min():.3f} to "
+                     f"{t['raw_cos'].max():.3f}, centred {t['centred_cos'].min():+.3f} to {t['centred_cos'].max():+.3f}, "
+                     f"outside the null band at {int(t['outside_null'].sum())} of {len(t)} layers")
+    return "; ".join(parts) if parts else ("no local measurement recorded (cape steer internals --model PATH "
+                                           "measures raw and centred cosines against a null)")
+
+
+@register("released_internals")
+def released_internals_check(ctx, *, claim: str) -> Computation:
+    """Claims on internal coupling (A7 Qwen generations, A8 Gemma-4, A16 competing heads): the
+    release gives final numbers and no activations, so the published values cannot be
+    recomputed; the row says what the released files show (:mod:`cape.analysis.released`)
+    and CAPE's own measurement on a local model where one was recorded."""
+    from ..analysis.released import DEGENERATE_SPREAD, released_internals
+
+    rel = ctx.get(("released",), released_internals)
+    t = rel.table
+    n_deg = int(t["degenerate"].sum())
+    deg = f"{n_deg} of {len(t)} released layer files have per-layer couplings that spread by less than " \
+          f"{DEGENERATE_SPREAD:g} across layers (an uncentred cosine dominated by the residual stream's shared mean)"
+    shared = t[t["same_net_as"].map(len) > 0]
+    if claim == "qwen":
+        q = rel.qwen
+        counts = q["net"].round(3).value_counts()
+        top, k = counts.index[0], int(counts.iloc[0])
+        low = q.loc[q["net"].idxmin()]
+        text = (f"qwen_generation.json gives one net value per model and no activations: {top:g} for {k} of {len(q)} "
+                f"models from {q['params_B'].min():g}B to {q['params_B'].max():g}B, {low['net']:g} at {low['model']}; "
+                f"one value across a {q['params_B'].max() / q['params_B'].min():.0f}-fold range of sizes is what a "
+                f"saturated measure gives; {deg}")
+        figure = f"{k}/{len(q)} models at {top:g}"
+    elif claim == "gemma":
+        g = rel.gemma4
+        base = (g.get("comparison_to_base") or {})
+        pairs = [v for v in g.get("pairs", {}).values() if isinstance(v, (int, float))]
+        text = (f"gemma4_results.json ({g.get('model')}): the published 0.871 is its comparison_to_base "
+                f"({base.get('base_HS_TQA')}); the file's own {len(pairs)} pair couplings lie between "
+                f"{min(pairs):.3f} and {max(pairs):.3f}, with no per-layer values or activations; {deg}")
+        figure = f"pairs {min(pairs):.2f}-{max(pairs):.2f}"
+    elif claim == "heads":
+        zero = t[t["competing"] == 0]
+        nonzero = t[t["competing"].fillna(0) > 0]
+        text = (f"no per-model table of 40 models was released; of the {len(t)} released files, {len(zero)} report 0 "
+                f"competing units and {int(zero['degenerate'].sum())} of those are degenerate (couplings near "
+                f"{zero['net'].min():.3f}-{zero['net'].max():.3f} at every layer: a cosine below -0.5 cannot occur, so "
+                f"0 is what the measure gives by construction); the {len(nonzero)} files that vary across layers "
+                + ("report " + ", ".join(f"{int(r.competing)} ({r.model})" for r in nonzero.itertuples())
+                   + " competing units" if len(nonzero) else "report none")
+                + f"; {len(shared)} files share their net value with another model's to 1e-6")
+        figure = f"{len(zero)}/{len(t)} files report 0"
+    else:
+        raise ValueError(f"unknown released-internals claim {claim!r}")
+    return Computation(status="not computable", text=f"{text}; {_own_internals(ctx)}", figure=figure)
+
+
 @register("family_pearson")
 def family_pearson(ctx, *, panel: str, family: str) -> Computation:
     t = ctx.coupling(panel).table

@@ -576,6 +576,8 @@ def internals_cmd(
     eval_fraction: EvalOpt = 0.3,
     batch_size: BatchOpt = 16,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the results as JSON.")] = None,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Also keep the results in "
+                                         "$CAPE_HOME/internals, where `cape audit` (A7, A8, A16) reads them.")] = True,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     threads: ThreadsOpt = 1,
@@ -599,8 +601,9 @@ def internals_cmd(
         res = internal_coupling(lm, truth, reason, n_null=n_null, seed=seed, eval_fraction=eval_fraction,
                                 pooling=pooling, batch_size=batch_size, progress=tick)
     saved = str(res.save(out_path)) if out_path is not None else None
+    recorded = str(res.record()) if record else None
     if as_json:
-        _emit_json({"command": "steer internals", "out": saved, **res.to_dict()})
+        _emit_json({"command": "steer internals", "out": saved, "recorded": recorded, **res.to_dict()})
         return
     t = Table(title=f"Internal coupling of {res.model_id}: truth and reasoning directions per layer",
               caption=f"raw: cosine of uncentred mean states (the preprints' measure); centred: cosine of the "
@@ -618,3 +621,5 @@ def internals_cmd(
     out.print(res.summary().splitlines()[2], highlight=False, markup=False)
     if saved:
         out.print(f"saved {saved}", highlight=False)
+    if recorded:
+        out.print(f"recorded {recorded} (read by cape audit)", highlight=False)

@@ -48,7 +48,8 @@ from .data import ContrastSet
 if TYPE_CHECKING:  # pragma: no cover
     from .models import LoadedModel
 
-__all__ = ["reasoning_set", "coupling_from_activations", "internal_coupling", "InternalCoupling", "KIND"]
+__all__ = ["reasoning_set", "coupling_from_activations", "internal_coupling", "InternalCoupling", "KIND",
+           "saved_internals"]
 
 KIND = "cape-internal-coupling"
 
@@ -196,6 +197,50 @@ class InternalCoupling:
         tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
         tmp.replace(path)
         return path
+
+    def record(self) -> Path:
+        """Save into ``$CAPE_HOME/internals`` (where ``cape audit`` looks) as ``<model>-<time>.json``."""
+        import re
+        from datetime import datetime, timezone
+
+        from ..store import cape_home
+
+        folder = Path(cape_home()) / "internals"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id).strip("_")[:80] or "model"
+        return self.save(folder / f"{stem}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}.json")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "InternalCoupling":
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CapeError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CapeError(f"{path}: not a readable JSON file ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("kind") != KIND or not isinstance(doc.get("layers"), list):
+            raise CapeError(f"{path}: not an internal-coupling result (its 'kind' is not {KIND!r})")
+        table = pd.DataFrame(doc["layers"])
+        for col in ("layer", "raw_cos", "centred_cos", "null_low", "null_high", "outside_null"):
+            if col not in table:
+                raise CapeError(f"{path}: the layers lack field '{col}'")
+        return cls(str(doc.get("model")), table, dict(doc.get("meta") or {}))
+
+
+def saved_internals() -> list["InternalCoupling"]:
+    """Results recorded in ``$CAPE_HOME/internals``: the newest per model, sorted by model."""
+    from ..store import cape_home
+
+    newest: dict[str, tuple[str, InternalCoupling]] = {}
+    for f in sorted((Path(cape_home()) / "internals").glob("*.json")):
+        try:
+            res = InternalCoupling.load(f)
+        except CapeError:
+            continue
+        if res.model_id not in newest or f.name >= newest[res.model_id][0]:
+            newest[res.model_id] = (f.name, res)
+    return [newest[k][1] for k in sorted(newest)]
 
 
 def internal_coupling(lm: "LoadedModel", truth: ContrastSet, reasoning: ContrastSet, *, n_null: int = 50,
