@@ -179,8 +179,93 @@ def test_cli_internals_on_a_saved_tiny_model(tmp_path, capsys):
     saved = json.loads((tmp_path / "ic.json").read_text())
     assert printed["layers"] == saved["layers"] and len(saved["layers"]) == 2
     assert saved["meta"]["n_reason"] == 40 and saved["meta"]["reason_source"].startswith("reasoning_set(")
-    code = main(["steer", "internals", "-m", str(folder), "--problems", "20", "--null", "20"])
+    code = main(["steer", "internals", "-m", str(folder), "--problems", "20", "--null", "20", "--heads"])
     text = capsys.readouterr().out
     assert code == 0 and "Internal coupling of" in text and "raw cosine (uncentred" in text
+    assert "competing heads of 8: preprint's definition" in text and "most negative heads" in text
     code = main(["steer", "internals", "-m", str(folder), "--null", "3"])
     assert code == 2 and "n_null must be at least 10" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- attention heads
+def _pairs_set(n, tag):
+    labels = np.tile([True, False], n)
+    return ContrastSet([f"{tag}{i}" for i in range(2 * n)], labels, [f"{tag}:{k}" for k in range(n) for _ in range(2)],
+                       source=tag)
+
+
+@pytest.mark.parametrize("sign, competing", [(-1.0, True), (1.0, False)])
+def test_a_planted_competing_head_is_found_under_both_definitions(sign, competing):
+    """Head 1 of layer 0 writes +u for true-vs-false and sign*u for correct-vs-incorrect
+    (every pair); the other heads write unrelated noise. With sign -1 that head competes
+    under both definitions, with +1 it does not; the noise heads stay near the chance rate."""
+    from cape.steer.internals import head_counts, heads_from_inputs
+
+    rng = np.random.default_rng(0)
+    L, heads, hd, hidden, n = 2, 4, 6, 16, 60
+    w = rng.standard_normal((L, hidden, heads * hd)).astype(np.float32)
+    u = rng.standard_normal(hd)
+
+    def inputs(s):
+        z = rng.standard_normal((2 * n, L, heads * hd)).astype(np.float32)
+        z[0::2, 0, hd:2 * hd] += s * u        # true / correct statements: + s*u on head 1 of layer 0
+        z[1::2, 0, hd:2 * hd] -= s * u
+        return z
+
+    truth, reason = _pairs_set(n, "t"), _pairs_set(n, "r")
+    frame = heads_from_inputs(inputs(1.0), truth, inputs(sign), reason, w, heads, n_null=200, seed=0)
+    planted = frame[(frame["layer"] == 0) & (frame["head"] == 1)].iloc[0]
+    assert planted["cos"] == pytest.approx(sign, abs=0.15)
+    assert bool(planted["competing_sound"]) is competing and bool(planted["competing_paper"]) is competing
+    others = frame.drop(planted.name)
+    assert others["competing_paper"].sum() == 0 and others["competing_sound"].sum() <= 1
+    counts = head_counts(frame)
+    assert counts["n_heads"] == L * heads and counts["paper"]["k"] == int(competing)
+    assert counts["sound"]["expected_by_chance"] == pytest.approx(0.025 * L * heads)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "gpt2", "opt"])
+def test_head_contributions_add_up_to_the_output_projection(arch):
+    """The heads' contributions (slices of the output projection applied to the captured head
+    outputs) sum to what the projection itself outputs, bias aside."""
+    from cape.steer.internals import _per_head, head_inputs, head_projections
+    from cape.steer.layers import find_layers
+    from cape.steer.models import LoadedModel
+    from steer_tiny import tiny_model
+
+    model, tok = tiny_model(arch, n_layers=2, hidden=32)
+    path, blocks = find_layers(model)
+    lm = LoadedModel(model, tok, arch, len(blocks), 32, path)
+    modules, w, n_heads = head_projections(lm)
+    statements = ["The sky is blue.", "Two and two make five."]
+    z = head_inputs(lm, statements, modules)
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, a, o: seen.append(o[:, -1].detach().float().numpy()))
+             for m in modules]
+    try:
+        tok.padding_side = "left"
+        with torch.no_grad():
+            model(**tok(statements, return_tensors="pt", padding=True))
+    finally:
+        for h in hooks:
+            h.remove()
+    for layer, m in enumerate(modules):
+        bias = m.bias.detach().float().numpy() if getattr(m, "bias", None) is not None else 0.0
+        total = _per_head(w[layer:layer + 1], z[:, layer:layer + 1], n_heads).sum(axis=2)[:, 0] + bias
+        np.testing.assert_allclose(total, seen[layer], rtol=1e-4, atol=1e-5)
+
+
+def test_heads_unsupported_architecture_says_so():
+    from cape.steer.internals import head_projections
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(2)])
+            self.config = type("C", (), {"num_attention_heads": 2})()
+
+    class LM:
+        model, layers_path = Flat(), "layers"
+
+    with pytest.raises(CapeError, match="per-head analysis is not supported for Flat yet"):
+        head_projections(LM())

@@ -163,9 +163,14 @@ def _own_internals(ctx) -> str:
     parts = []
     for res in ctx.get(("internals",), saved_internals):
         t = res.table
-        parts.append(f"CAPE on {res.model_id} (cape steer internals): raw cosine {t['raw_cos'].min():.3f} to "
-                     f"{t['raw_cos'].max():.3f}, centred {t['centred_cos'].min():+.3f} to {t['centred_cos'].max():+.3f}, "
-                     f"outside the null band at {int(t['outside_null'].sum())} of {len(t)} layers")
+        text = (f"CAPE on {res.model_id} (cape steer internals): raw cosine {t['raw_cos'].min():.3f} to "
+                f"{t['raw_cos'].max():.3f}, centred {t['centred_cos'].min():+.3f} to {t['centred_cos'].max():+.3f}, "
+                f"outside the null band at {int(t['outside_null'].sum())} of {len(t)} layers")
+        hc = res.meta.get("heads")
+        if hc:
+            text += (f", competing heads {hc['paper']['k']} of {hc['n_heads']} by the preprint's definition and "
+                     f"{hc['sound']['k']} against the null ({hc['sound']['expected_by_chance']:.1f} expected by chance)")
+        parts.append(text)
     return "; ".join(parts) if parts else ("no local measurement recorded (cape steer internals --model PATH "
                                            "measures raw and centred cosines against a null)")
 

@@ -571,6 +571,10 @@ def internals_cmd(
     problems: Annotated[int, typer.Option("--problems", help="Reasoning problems to generate (arithmetic and "
                                           "syllogisms, one correct and one incorrect statement each).")] = 120,
     n_null: Annotated[int, typer.Option("--null", help="Random label splits for the null band.")] = 50,
+    heads: Annotated[bool, typer.Option("--heads/--no-heads", help="Also every attention head's contribution "
+                                        "(its slice of the output projection) to both contrasts: competing heads "
+                                        "by the preprint's definition and against the null (Llama-style, "
+                                        "GPT-NeoX, OPT, Falcon/BLOOM, Phi, GPT-2).")] = False,
     pooling: PoolOpt = "last",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the reasoning set, the split and the null.")] = 0,
     eval_fraction: EvalOpt = 0.3,
@@ -599,7 +603,7 @@ def internals_cmd(
     lm = _load(model, device, dtype, threads, layers_path)
     with _progress("statements", as_json) as tick:
         res = internal_coupling(lm, truth, reason, n_null=n_null, seed=seed, eval_fraction=eval_fraction,
-                                pooling=pooling, batch_size=batch_size, progress=tick)
+                                pooling=pooling, batch_size=batch_size, heads=heads, progress=tick)
     saved = str(res.save(out_path)) if out_path is not None else None
     recorded = str(res.record()) if record else None
     if as_json:
@@ -619,6 +623,12 @@ def internals_cmd(
     out.print(t)
     out.print(res.summary().splitlines()[1], highlight=False, markup=False)
     out.print(res.summary().splitlines()[2], highlight=False, markup=False)
+    if res.heads is not None:
+        out.print(res.summary().splitlines()[-1], highlight=False, markup=False)
+        top = res.heads.sort_values("cos").head(5)
+        out.print("most negative heads (layer.head: cosine, null band, share of pairs below -0.5): " + "; ".join(
+            f"{int(r.layer)}.{int(r.head)}: {r.cos:+.3f} [{r.null_low:+.3f}, {r.null_high:+.3f}], {r.paper_share:.2f}"
+            for r in top.itertuples()), highlight=False, markup=False)
     if saved:
         out.print(f"saved {saved}", highlight=False)
     if recorded:

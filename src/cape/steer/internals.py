@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import LoadedModel
 
 __all__ = ["reasoning_set", "coupling_from_activations", "internal_coupling", "InternalCoupling", "KIND",
-           "saved_internals"]
+           "saved_internals", "head_projections", "head_inputs", "heads_from_inputs", "head_counts", "OUT_PROJ"]
 
 KIND = "cape-internal-coupling"
 
@@ -169,6 +169,8 @@ class InternalCoupling:
     model_id: str
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    #: per (layer, head), when measured (:func:`heads_from_inputs`); counts in ``meta["heads"]``
+    heads: pd.DataFrame | None = None
 
     def summary(self) -> str:
         t = self.table
@@ -183,13 +185,24 @@ class InternalCoupling:
                  f"{int(t['n_null'].iloc[0])} draws, 2.5-97.5%) at {outside} of {len(t)} layers"]
         cols = ["layer", "raw_cos", "centred_cos", "null_low", "null_high", "truth_acc", "reason_acc"]
         lines.append(t[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+        hc = m.get("heads")
+        if hc:
+            lines.append(f"  competing heads of {hc['n_heads']}: preprint's definition (per-pair cosine below "
+                         f"{PAPER_COSINE:g} on more than half of {m.get('n_pairs')} pairs) {hc['paper']['k']} "
+                         f"[{hc['paper']['ci'][0]:.3f}, {hc['paper']['ci'][1]:.3f} as a share]; against the null "
+                         f"(cosine below the 2.5% tail of random label splits) {hc['sound']['k']} "
+                         f"[{hc['sound']['ci'][0]:.3f}, {hc['sound']['ci'][1]:.3f}], "
+                         f"{hc['sound']['expected_by_chance']:.1f} expected by chance")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         from ..schema import to_python
 
-        return {"kind": KIND, "model": self.model_id, "meta": self.meta,
-                "layers": [{k: to_python(v) for k, v in r.items()} for r in self.table.to_dict("records")]}
+        doc = {"kind": KIND, "model": self.model_id, "meta": self.meta,
+               "layers": [{k: to_python(v) for k, v in r.items()} for r in self.table.to_dict("records")]}
+        if self.heads is not None:
+            doc["heads"] = [{k: to_python(v) for k, v in r.items()} for r in self.heads.to_dict("records")]
+        return doc
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -225,7 +238,8 @@ class InternalCoupling:
         for col in ("layer", "raw_cos", "centred_cos", "null_low", "null_high", "outside_null"):
             if col not in table:
                 raise CapeError(f"{path}: the layers lack field '{col}'")
-        return cls(str(doc.get("model")), table, dict(doc.get("meta") or {}))
+        heads = pd.DataFrame(doc["heads"]) if isinstance(doc.get("heads"), list) else None
+        return cls(str(doc.get("model")), table, dict(doc.get("meta") or {}), heads)
 
 
 def saved_internals() -> list["InternalCoupling"]:
@@ -245,9 +259,11 @@ def saved_internals() -> list["InternalCoupling"]:
 
 def internal_coupling(lm: "LoadedModel", truth: ContrastSet, reasoning: ContrastSet, *, n_null: int = 50,
                       seed: int = 0, eval_fraction: float = 0.3, pooling: str = "last", batch_size: int = 16,
-                      progress: Callable[[int, int], Any] | None = None) -> InternalCoupling:
+                      heads: bool = False, progress: Callable[[int, int], Any] | None = None) -> InternalCoupling:
     """Capture every layer's pooled output for both statement sets (one batched pass each,
-    :func:`cape.steer.extraction.activations`) and compute :func:`coupling_from_activations`."""
+    :func:`cape.steer.extraction.activations`) and compute :func:`coupling_from_activations`;
+    with ``heads``, also every attention head's contribution (:func:`head_inputs`,
+    :func:`heads_from_inputs`, :func:`head_counts`)."""
     from .extraction import activations
 
     t0 = time.perf_counter()
@@ -259,12 +275,198 @@ def internal_coupling(lm: "LoadedModel", truth: ContrastSet, reasoning: Contrast
     xt = activations(lm, truth.statements, batch_size=batch_size, pooling=pooling, progress=part(0))
     xr = activations(lm, reasoning.statements, batch_size=batch_size, pooling=pooling, progress=part(len(truth)))
     table = coupling_from_activations(xt, truth, xr, reasoning, n_null=n_null, seed=seed, eval_fraction=eval_fraction)
+    head_frame, counts, n_pairs = None, None, None
+    if heads:
+        modules, w, n_heads = head_projections(lm)
+        zt = head_inputs(lm, truth.statements, modules, pooling=pooling, batch_size=batch_size)
+        zr = head_inputs(lm, reasoning.statements, modules, pooling=pooling, batch_size=batch_size)
+        yt, yr = np.asarray(truth.labels, bool), np.asarray(reasoning.labels, bool)
+
+        def unit(x, y):
+            d = (_class_means(x, y[None]) - _class_means(x, ~y[None]))[0]
+            return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+
+        head_frame = heads_from_inputs(zt, truth, zr, reasoning, w, n_heads, unit_truth=unit(xt, yt),
+                                       unit_reason=unit(xr, yr), n_null=n_null, seed=seed)
+        counts = head_counts(head_frame)
+        n_pairs = int(head_frame["n_pairs"].iloc[0])
     meta = {"n_truth": len(truth), "n_reason": len(reasoning), "truth_source": truth.source,
             "reason_source": reasoning.source, "truth_hash": truth.hash(), "reason_hash": reasoning.hash(),
             "pooling": pooling, "n_null": int(n_null), "seed": int(seed), "eval_fraction": float(eval_fraction),
             "n_layers": int(xt.shape[1]), "hidden_size": int(xt.shape[2]),
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - t0, "heads": counts, "n_pairs": n_pairs,
             "definition": "raw: cosine of the mean pooled state of true (truth set) and correct (reasoning set) "
                           "statements, uncentred; centred: cosine of the differences of class means; null: "
                           "centred cosine between directions of random label splits of both sets"}
-    return InternalCoupling(str(lm.model_id), table, meta)
+    return InternalCoupling(str(lm.model_id), table, meta, head_frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention heads
+# ---------------------------------------------------------------------------------------------
+#: the attention output projection inside a decoder block, by architecture (Llama-style,
+#: GPT-NeoX, OPT, Falcon/BLOOM, Phi, GPT-2): its input is the heads' outputs side by side
+OUT_PROJ = ("self_attn.o_proj", "attention.dense", "self_attn.out_proj", "self_attention.dense", "self_attn.dense",
+            "attn.c_proj")
+#: the paper protocol's threshold: a pair "competes" when its cosine is below this
+PAPER_COSINE = -0.5
+
+
+def head_projections(lm: "LoadedModel") -> tuple[list[Any], np.ndarray, int]:
+    """``(modules, W, n_heads)``: each block's attention output projection, its weights as
+    ``[n_layers, hidden, n_heads * head_dim]`` (float32), and the number of heads. A clear
+    error for an architecture without a known output projection."""
+    from .layers import find_layers
+
+    _, blocks = find_layers(lm.model, getattr(lm, "layers_path", None))
+    cfg = lm.model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    n_heads = next((int(getattr(cfg, k)) for k in ("num_attention_heads", "n_head", "num_heads")
+                    if isinstance(getattr(cfg, k, None), int)), None)
+    modules, weights = [], []
+    for i, block in enumerate(blocks):
+        found = None
+        for path in OUT_PROJ:
+            try:
+                found = block.get_submodule(path)
+                break
+            except AttributeError:
+                continue
+        if found is None or not hasattr(found, "weight") or n_heads is None:
+            raise CapeError(f"per-head analysis is not supported for {type(lm.model).__name__} yet: block {i} has "
+                            f"none of the attention output projections {', '.join(OUT_PROJ)}",
+                            hint="the per-layer coupling works for every architecture (leave out --heads)")
+        w = found.weight.detach().float().cpu().numpy()
+        if type(found).__name__ == "Conv1D":  # GPT-2 stores (in, out)
+            w = w.T
+        if w.shape[1] % n_heads:
+            raise CapeError(f"block {i}: the output projection's {w.shape[1]} inputs do not split into "
+                            f"{n_heads} heads")
+        modules.append(found)
+        weights.append(w)
+    return modules, np.stack(weights), n_heads
+
+
+def head_inputs(lm: "LoadedModel", statements: list[str], modules: list[Any], *, pooling: str = "last",
+                batch_size: int = 16) -> np.ndarray:
+    """The input of each block's attention output projection (the heads' outputs side by side),
+    pooled per statement as :func:`cape.steer.extraction.activations` pools block outputs:
+    float32 ``[n, n_layers, n_heads * head_dim]``, one batched pass per batch of statements."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    n, n_layers = len(statements), len(modules)
+    out: np.ndarray | None = None
+    state: dict[str, Any] = {}
+
+    def make(index: int):
+        def hook(module, args):
+            z = args[0].float()
+            if pooling == "last":
+                pooled = z[:, -1]  # left padding: the last position is each row's last token
+            else:
+                m = state["mask"][..., None]
+                pooled = (z * m).sum(1) / m.sum(1)
+            state["rows"][:, index] = pooled.cpu().numpy()
+        return hook
+
+    old_side = getattr(tok, "padding_side", "right")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    handles = [m.register_forward_pre_hook(make(i)) for i, m in enumerate(modules)]
+    device = next(model.parameters()).device
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, int(batch_size)):
+                enc = tok(statements[start:start + int(batch_size)], return_tensors="pt", padding=True)
+                enc = {k: v.to(device) for k, v in enc.items()}
+                state["mask"] = enc["attention_mask"].float()
+                state["rows"] = None
+                width = modules[0].weight.shape[0 if type(modules[0]).__name__ == "Conv1D" else 1]
+                state["rows"] = np.zeros((enc["input_ids"].shape[0], n_layers, width), np.float32)
+                model(**enc, use_cache=False)
+                if out is None:
+                    out = np.zeros((n, n_layers, width), np.float32)
+                out[start:start + len(state["rows"])] = state["rows"]
+    finally:
+        for h in handles:
+            h.remove()
+        tok.padding_side = old_side
+    if out is None or not np.isfinite(out).all():
+        raise CapeError("attention outputs are NaN or infinite (float16 overflow?): load the model in float32")
+    return out
+
+
+def _per_head(w: np.ndarray, dz: np.ndarray, n_heads: int) -> np.ndarray:
+    """Each head's contribution to the residual stream: ``w`` [L, hidden, heads*hd] applied to
+    head slices of ``dz`` [..., L, heads*hd] -> [..., L, heads, hidden]."""
+    L, hidden, width = w.shape
+    hd = width // n_heads
+    wh = w.reshape(L, hidden, n_heads, hd)
+    zh = dz.reshape(*dz.shape[:-1], n_heads, hd)
+    return np.einsum("lxhd,...lhd->...lhx", wh, zh, optimize=True)
+
+
+def heads_from_inputs(z_truth: np.ndarray, truth: ContrastSet, z_reason: np.ndarray, reason: ContrastSet,
+                      w: np.ndarray, n_heads: int, *, unit_truth: np.ndarray | None = None,
+                      unit_reason: np.ndarray | None = None, n_null: int = 50, seed: int = 0) -> pd.DataFrame:
+    """One row per (layer, head): ``cos`` between the head's contribution to the truth contrast
+    (true minus false, class means) and to the reasoning contrast (correct minus incorrect);
+    its null band over ``n_null`` random label splits (``null_low``, ``null_high``);
+    ``competing_sound`` = ``cos`` below the null's 2.5th percentile; ``paper_share`` = the
+    share of statement pairs (a true/false pair with a correct/incorrect pair, in order) whose
+    per-pair cosine is below -0.5, and ``competing_paper`` = that share above one half (the
+    preprint's definition, METHODS section 10); ``proj_truth`` / ``proj_reason``: the
+    contribution projected on the layer's unit truth / reasoning direction (when given)."""
+    from .extraction import pair_within_groups
+
+    yt, yr = np.asarray(truth.labels, bool), np.asarray(reason.labels, bool)
+    L = w.shape[0]
+    ct = _per_head(w, (_class_means(z_truth, yt[None]) - _class_means(z_truth, ~yt[None]))[0], n_heads)
+    cr = _per_head(w, (_class_means(z_reason, yr[None]) - _class_means(z_reason, ~yr[None]))[0], n_heads)
+    cos = _cos(ct, cr)  # [L, heads]
+    rng = np.random.default_rng(seed)
+    st, sr = _label_splits(yt, int(n_null), rng), _label_splits(yr, int(n_null), rng)
+    nt = _per_head(w, _class_means(z_truth, st) - _class_means(z_truth, ~st), n_heads)
+    nr = _per_head(w, _class_means(z_reason, sr) - _class_means(z_reason, ~sr), n_heads)
+    null = _cos(nt, nr)  # [K, L, heads]
+    low, high = np.nanpercentile(null, [2.5, 97.5], axis=0)
+    pt = pair_within_groups(yt, truth.groups, seed=seed)
+    pr = pair_within_groups(yr, reason.groups, seed=seed)
+    m = min(len(pt), len(pr))
+    if m == 0:
+        raise CapeError("no true/false and correct/incorrect statement pairs to compare per pair")
+    share = np.zeros((L, n_heads))
+    for layer in range(L):  # one layer at a time keeps [pairs, heads, hidden] small
+        dt = _per_head(w[layer:layer + 1], (z_truth[pt[:m, 0], layer] - z_truth[pt[:m, 1], layer])[:, None], n_heads)
+        dr = _per_head(w[layer:layer + 1], (z_reason[pr[:m, 0], layer] - z_reason[pr[:m, 1], layer])[:, None],
+                       n_heads)
+        share[layer] = (_cos(dt, dr)[:, 0] < PAPER_COSINE).mean(0)
+    layer_idx, head_idx = np.meshgrid(np.arange(L), np.arange(n_heads), indexing="ij")
+    frame = pd.DataFrame({"layer": layer_idx.ravel(), "head": head_idx.ravel(), "cos": cos.ravel(),
+                          "null_low": low.ravel(), "null_high": high.ravel(),
+                          "paper_share": share.ravel(), "n_pairs": m})
+    frame["competing_sound"] = frame["cos"] < frame["null_low"]
+    frame["competing_paper"] = frame["paper_share"] > 0.5
+    if unit_truth is not None:
+        frame["proj_truth"] = np.einsum("lhx,lx->lh", ct, unit_truth).ravel()
+    if unit_reason is not None:
+        frame["proj_reason"] = np.einsum("lhx,lx->lh", cr, unit_reason).ravel()
+    return frame
+
+
+def head_counts(heads: pd.DataFrame) -> dict[str, Any]:
+    """Competing heads under both definitions: count, share of all heads with a Wilson 95%
+    interval, and for the sound one the count expected by chance (2.5% of heads: the null's
+    lower tail)."""
+    from ..stats import wilson_interval
+
+    n = len(heads)
+    out = {"n_heads": n}
+    for name in ("paper", "sound"):
+        k = int(heads[f"competing_{name}"].sum())
+        lo, hi = wilson_interval(k, n)
+        out[name] = {"k": k, "share": k / n if n else float("nan"), "ci": [float(lo), float(hi)]}
+    out["sound"]["expected_by_chance"] = 0.025 * n
+    return out
