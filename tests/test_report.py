@@ -167,9 +167,9 @@ def test_page_without_static_files_has_every_figure_and_the_missing_notices(quic
         assert f'id="fig-{name}"' in text
     assert not (res.out_dir / "figures").exists() and res.static_method is None
     assert res.missing == ["audit", "replication", "steering"]
-    for section in ("Claims audit", "Replication", "Steering"):
+    for section in ("Claims audit", "Replication", "Steering", "Internal coupling"):
         assert section in text
-    assert text.count("Not computed: run") == 3
+    assert text.count("Not computed: run") == 4 and "<code>cape steer internals --model PATH</code>" in text
     assert "<code>cape audit</code>" in text and "its replication section" in text
     assert "not computed yet" in text
     # offline: plotly.js inline, no external script or stylesheet
@@ -470,3 +470,27 @@ def test_saved_steering_evaluations_get_their_sweep_and_table(tmp_path):
     # one trace per panel: MC1, MC2, CE, KL (no open-ended answers in this run: no corrected panel)
     assert list(steered[0].y) == pytest.approx([0.3, 0.3]) and len(steered) == 4
     assert [a.text for a in fig.layout.annotations if "rate" in a.text] == []
+
+
+def test_recorded_internal_coupling_gets_its_figures(tmp_path):
+    from cape.steer.internals import InternalCoupling
+
+    layers = pd.DataFrame({"layer": [0, 1, 2], "raw_cos": [0.97, 0.98, 0.98], "centred_cos": [0.05, -0.2, 0.01],
+                           "null_low": [-0.1] * 3, "null_high": [0.1] * 3, "outside_null": [False, True, False],
+                           "truth_acc": [0.6] * 3, "reason_acc": [0.7] * 3, "n_null": [50] * 3})
+    heads = pd.DataFrame({"layer": [0, 0, 1, 1, 2, 2], "head": [0, 1] * 3, "cos": [0.1, -0.9, 0.0, 0.2, -0.1, 0.3],
+                          "null_low": [-0.3] * 6, "null_high": [0.3] * 6, "paper_share": [0, 0.8, 0, 0, 0, 0],
+                          "competing_paper": [False, True, False, False, False, False],
+                          "competing_sound": [False, True, False, False, False, False]})
+    meta = {"n_truth": 10, "n_reason": 8, "n_null": 50, "pooling": "last", "n_pairs": 4,
+            "heads": {"n_heads": 6, "paper": {"k": 1, "share": 1 / 6, "ci": [0.03, 0.56]},
+                      "sound": {"k": 1, "share": 1 / 6, "ci": [0.03, 0.56], "expected_by_chance": 0.15}}}
+    res = InternalCoupling("m<1>", layers, meta, heads)
+    out = build_report(tmp_path / "r", seed=0, static=False, internals=[res])
+    names = {f.name for f in out.figures}
+    assert {"internal-coupling", "head-coupling"} <= names
+    text = out.html.read_text(encoding="utf-8")
+    assert 'id="fig-head-coupling"' in text and "m<1>" not in text and "competing heads of 6" in text
+    fig = figures.head_coupling(res)
+    marked = {t.name: list(zip(t.x, t.y)) for t in fig.data if t.type == "scatter"}
+    assert marked == {"competing (preprint)": [(0, 1)], "competing (vs null)": [(0, 1)]}

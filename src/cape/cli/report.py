@@ -45,6 +45,7 @@ def report_cmd(
     from ..report.build import check_out_dir
 
     from ..steer.evaluate import saved_evaluations
+    from ..steer.internals import saved_internals
 
     check_out_dir(out_dir)                 # a folder that cannot be written is refused before any work
     evaluations = saved_evaluations(steering)  # reading them needs no torch
@@ -68,7 +69,7 @@ def report_cmd(
     with _progress("report", as_json) as tick:
         res = build_report(out_dir, seed=seed, static=static, audit=result,
                            replication=None if result is None else result.replication, advice=advice,
-                           steering=evaluations or None,
+                           steering=evaluations or None, internals=saved_internals(),
                            progress=tick)
     if _emit(res, as_json, command="report"):
         return

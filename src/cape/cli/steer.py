@@ -579,9 +579,13 @@ def internals_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the reasoning set, the split and the null.")] = 0,
     eval_fraction: EvalOpt = 0.3,
     batch_size: BatchOpt = 16,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the cosines by layer (raw beside "
+                                                 "centred, with the null band): .html, .png or .svg; with --heads a "
+                                                 "second file NAME-heads.EXT holds the layer x head map.")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the results as JSON.")] = None,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Also keep the results in "
-                                         "$CAPE_HOME/internals, where `cape audit` (A7, A8, A16) reads them.")] = True,
+                                         "$CAPE_HOME/internals, where `cape audit` (A7, A8, A16) and `cape report` "
+                                         "read them.")] = True,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     threads: ThreadsOpt = 1,
@@ -598,6 +602,8 @@ def internals_cmd(
 
     if out_path is not None and not out_path.parent.is_dir():
         raise CapeError(f"--out {out_path}: the folder does not exist")
+    if plot is not None and plot.suffix.lower() not in (".html", ".png", ".svg"):
+        raise CapeError(f"--plot {plot}: use a .html, .png or .svg file name")
     truth = load_contrast(data, max_questions=max_questions, seed=seed)
     reason = reasoning_set(problems, seed=seed)
     lm = _load(model, device, dtype, threads, layers_path)
@@ -606,8 +612,16 @@ def internals_cmd(
                                 pooling=pooling, batch_size=batch_size, heads=heads, progress=tick)
     saved = str(res.save(out_path)) if out_path is not None else None
     recorded = str(res.record()) if record else None
+    plots = []
+    if plot is not None:
+        from ..report.figures import head_coupling, internal_coupling as coupling_figure
+
+        plots.append(str(_write_figure(coupling_figure(res), plot)))
+        if res.heads is not None:
+            plots.append(str(_write_figure(head_coupling(res), plot.with_name(f"{plot.stem}-heads{plot.suffix}"))))
     if as_json:
-        _emit_json({"command": "steer internals", "out": saved, "recorded": recorded, **res.to_dict()})
+        _emit_json({"command": "steer internals", "out": saved, "recorded": recorded, "plots": plots,
+                    **res.to_dict()})
         return
     t = Table(title=f"Internal coupling of {res.model_id}: truth and reasoning directions per layer",
               caption=f"raw: cosine of uncentred mean states (the preprints' measure); centred: cosine of the "
@@ -632,4 +646,6 @@ def internals_cmd(
     if saved:
         out.print(f"saved {saved}", highlight=False)
     if recorded:
-        out.print(f"recorded {recorded} (read by cape audit)", highlight=False)
+        out.print(f"recorded {recorded} (read by cape audit and cape report)", highlight=False)
+    for written in plots:
+        out.print(f"plot {written}", highlight=False)

@@ -240,6 +240,9 @@ _SECTIONS = {
     "replication": ("Replication", "Does paper A's picture hold on an independent panel?"),
     "steering": ("Steering", "Pushing an open-weight model toward truthful answers at inference time, measured "
                              "honestly."),
+    "internals": ("Internal coupling", "Truth and reasoning directions inside a model, per layer and per attention "
+                                       "head, raw beside centred and against a null (<code>cape steer internals"
+                                       "</code>; the newest recorded result per model)."),
 }
 
 
@@ -267,7 +270,8 @@ def _result_block(title: str, result) -> TextBlock:
 
 # ------------------------------------------------------------------------------ the report
 def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, replication: Result | None = None,
-                 steering: Result | Sequence | None = None, advice: Sequence[Result] = (), static: bool | str = True,
+                 steering: Result | Sequence | None = None, internals: Sequence = (),
+                 advice: Sequence[Result] = (), static: bool | str = True,
                  progress: stats.Progress | None = None) -> ReportResult:
     """Build the report into ``out_dir`` (created; an earlier CAPE report there is replaced).
 
@@ -275,7 +279,9 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
     :data:`cape.report.figures.AUDIT_COLUMNS`; ``replication`` is a CAPE result object (its
     ``summary()`` and DataFrames are shown); ``steering`` is a result object or a list of saved
     steering evaluations (:func:`cape.steer.evaluate.saved_evaluations`: each gets its sweep
-    figure and its table); ``advice``: intervention
+    figure and its table); ``internals``: recorded internal-coupling results
+    (:func:`cape.steer.internals.saved_internals`: each gets its layer figure and, with heads,
+    its head map); ``advice``: intervention
     suggestions (:func:`cape.analysis.advise.advise` results), shown after the replication.
     Each of audit, replication and steering that is None gets a
     "not computed" notice naming the command that computes it. ``static`` is True (PNG and
@@ -364,6 +370,21 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             blocks["steering"].append(_missing("Steering results", "Steering results: not computed yet.",
                                                STEERING_HINT))
         tick("steering")
+        for i, res in enumerate(internals):
+            tail = "" if len(internals) == 1 else f"-{i + 1}"
+            draws = [("internal-coupling", F.internal_coupling)]
+            if getattr(res, "heads", None) is not None:
+                draws.append(("head-coupling", F.head_coupling))
+            for name, draw in draws:
+                fig = draw(res)
+                fig.layout.meta = {**fig.layout.meta, "name": f"{name}{tail}"}
+                figs[f"{name}{tail}"] = fig
+                blocks["internals"].append(FigureBlock(fig, res.summary() if name == "internal-coupling" else ""))
+                meta.append(ReportFigure(f"{name}{tail}", "internals", f"{name}: {res.model_id}"))
+        if not internals:
+            blocks["internals"].append(_missing("Internal coupling", "Internal coupling of a local model.",
+                                                "<code>cape steer internals --model PATH</code> (it records its "
+                                                "results where <code>cape report</code> finds them)"))
         timings["figures"] = time.perf_counter() - t0
 
         export = StaticExport(None, attempts=["static export turned off"])

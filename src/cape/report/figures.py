@@ -44,7 +44,7 @@ __all__ = ["family_colours", "VERDICT_COLOURS", "STATUS_COLOURS", "AUDIT_COLUMNS
            "nc_bootstrap", "running_coupling_fit", "width_null", "eigen_spectra", "crossval_errors",
            "paper_protocol_table", "frontier_scatter", "hfield_by_lab", "lab_trajectories",
            "saturation_spreads", "predictions_table", "audit_table", "steering_table", "steering_sweep",
-           "result_tables"]
+           "internal_coupling", "head_coupling", "result_tables"]
 
 #: Columns of an audit table (``audit.table``), in display order.
 AUDIT_COLUMNS = ("id", "claim", "published", "paper", "sound", "verdict", "reason")
@@ -813,6 +813,62 @@ def steering_sweep(ev) -> go.Figure:
                                                              dash=dash, width=1),
                           annotation_text=name, annotation_position="top left", row=row, col=1)
     fig.update_xaxes(title=f"alpha ({m.get('unit')})", row=len(panels), col=1)
+    return fig
+
+
+def internal_coupling(res) -> go.Figure:
+    """Internal coupling per layer (:class:`cape.steer.internals.InternalCoupling`): the raw
+    cosine (uncentred, the preprints' measure) beside the centred one with its null band."""
+    t = res.table
+    m = res.meta
+    sub = (f"{res.model_id}: {m.get('n_truth')} truth statements ({m.get('truth_source')}), {m.get('n_reason')} "
+           f"reasoning statements; pooling {m.get('pooling')}; null band: 2.5-97.5% of the centred cosine over "
+           f"{m.get('n_null')} random label splits")
+    cap = ("Raw: cosine of the mean states of true and of correct statements, uncentred (the preprints' measure, "
+           "dominated by the residual stream's shared mean). Centred: cosine of the truth direction (true minus "
+           "false) and the reasoning direction (correct minus incorrect). Inside the band, the centred cosine is "
+           "what arbitrary splits of the same statements give.")
+    fig = _figure("internal-coupling", f"Internal coupling by layer: {res.model_id}", sub, cap, height=480)
+    x = t["layer"].to_numpy(int)
+    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(t["null_high"]) + list(t["null_low"])[::-1],
+                             mode="lines", fill="toself", fillcolor="rgba(127,127,127,0.2)", line=dict(width=0),
+                             name="null band (centred)", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=t["centred_cos"], mode="lines+markers", name="centred cosine",
+                             line=dict(color="#1f77b4"),
+                             hovertemplate="layer %{x}<br>centred %{y:+.3f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=x, y=t["raw_cos"], mode="lines+markers", name="raw cosine (preprints)",
+                             line=dict(color="#d62728", dash="dash"),
+                             hovertemplate="layer %{x}<br>raw %{y:.4f}<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color="#888", width=1))
+    fig.update_xaxes(title="block (0-based; its output)")
+    fig.update_yaxes(title="cosine", range=[-1.05, 1.05])
+    return fig
+
+
+def head_coupling(res) -> go.Figure:
+    """Per attention head (layer x head): the cosine between the head's contributions to the
+    truth and the reasoning contrasts, competing heads marked under both definitions."""
+    h = res.heads
+    m = res.meta
+    hc = m.get("heads") or {}
+    grid = h.pivot(index="head", columns="layer", values="cos")
+    sub = (f"{res.model_id}: {hc.get('n_heads')} heads; cosine of each head's contribution to true-minus-false and "
+           f"to correct-minus-incorrect; o: competing by the preprint's rule (per-pair cosine below -0.5 on more "
+           f"than half of {m.get('n_pairs')} pairs), x: below the 2.5% tail of {m.get('n_null')} random label splits")
+    cap = (f"Competing heads: {hc.get('paper', {}).get('k')} by the preprint's definition, "
+           f"{hc.get('sound', {}).get('k')} against the null ({hc.get('sound', {}).get('expected_by_chance', 0):.1f} "
+           f"expected by chance).")
+    fig = _figure("head-coupling", f"Heads: truth against reasoning, {res.model_id}", sub, cap, height=460)
+    fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=list(grid.columns), y=list(grid.index), zmin=-1, zmax=1,
+                             colorscale="RdBu", colorbar=dict(title="cosine"),
+                             hovertemplate="layer %{x}, head %{y}<br>cosine %{z:+.3f}<extra></extra>"))
+    for col, symbol, name in (("competing_paper", "circle-open", "competing (preprint)"),
+                              ("competing_sound", "x", "competing (vs null)")):
+        sel = h[h[col].astype(bool)]
+        fig.add_trace(go.Scatter(x=sel["layer"], y=sel["head"], mode="markers", name=name,
+                                 marker=dict(symbol=symbol, size=10, color="black")))
+    fig.update_xaxes(title="layer")
+    fig.update_yaxes(title="head")
     return fig
 
 
