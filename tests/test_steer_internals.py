@@ -244,8 +244,13 @@ def test_head_contributions_add_up_to_the_output_projection(arch):
              for m in modules]
     try:
         tok.padding_side = "left"
+        enc = tok(statements, return_tensors="pt", padding=True)
+        from cape.steer.extraction import _accepts
+
+        if _accepts(model.forward, "position_ids"):
+            enc["position_ids"] = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            model(**tok(statements, return_tensors="pt", padding=True))
+            model(**enc)
     finally:
         for h in hooks:
             h.remove()
@@ -269,3 +274,23 @@ def test_heads_unsupported_architecture_says_so():
 
     with pytest.raises(CapeError, match="per-head analysis is not supported for Flat yet"):
         head_projections(LM())
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_one_pass_captures_the_same_block_outputs_as_the_extraction(arch, pooling):
+    from cape.steer.extraction import activations
+    from cape.steer.internals import head_inputs, head_projections
+    from cape.steer.layers import find_layers
+    from cape.steer.models import LoadedModel
+    from steer_tiny import tiny_model
+
+    model, tok = tiny_model(arch, n_layers=2, hidden=32)
+    path, blocks = find_layers(model)
+    lm = LoadedModel(model, tok, arch, len(blocks), 32, path)
+    statements = ["The sky is blue.", "Two and two make five, surely.", "Ice."]
+    modules, _, _ = head_projections(lm)
+    x, z = head_inputs(lm, statements, modules, pooling=pooling, batch_size=2, blocks=True)
+    np.testing.assert_allclose(x, activations(lm, statements, pooling=pooling, batch_size=3), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(z, head_inputs(lm, statements, modules, pooling=pooling, batch_size=1),
+                               rtol=1e-4, atol=1e-5)

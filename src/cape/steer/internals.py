@@ -272,14 +272,20 @@ def internal_coupling(lm: "LoadedModel", truth: ContrastSet, reasoning: Contrast
     def part(offset: int):
         return None if progress is None else (lambda done, _n: progress(offset + done, total))
 
-    xt = activations(lm, truth.statements, batch_size=batch_size, pooling=pooling, progress=part(0))
-    xr = activations(lm, reasoning.statements, batch_size=batch_size, pooling=pooling, progress=part(len(truth)))
+    if heads:  # one pass per set captures every block's output and every head's at once
+        modules, w, n_heads = head_projections(lm)
+        xt, zt = head_inputs(lm, truth.statements, modules, pooling=pooling, batch_size=batch_size, blocks=True)
+        if progress is not None:
+            progress(len(truth), total)
+        xr, zr = head_inputs(lm, reasoning.statements, modules, pooling=pooling, batch_size=batch_size, blocks=True)
+        if progress is not None:
+            progress(total, total)
+    else:
+        xt = activations(lm, truth.statements, batch_size=batch_size, pooling=pooling, progress=part(0))
+        xr = activations(lm, reasoning.statements, batch_size=batch_size, pooling=pooling, progress=part(len(truth)))
     table = coupling_from_activations(xt, truth, xr, reasoning, n_null=n_null, seed=seed, eval_fraction=eval_fraction)
     head_frame, counts, n_pairs = None, None, None
     if heads:
-        modules, w, n_heads = head_projections(lm)
-        zt = head_inputs(lm, truth.statements, modules, pooling=pooling, batch_size=batch_size)
-        zr = head_inputs(lm, reasoning.statements, modules, pooling=pooling, batch_size=batch_size)
         yt, yr = np.asarray(truth.labels, bool), np.asarray(reasoning.labels, bool)
 
         def unit(x, y):
@@ -348,54 +354,73 @@ def head_projections(lm: "LoadedModel") -> tuple[list[Any], np.ndarray, int]:
 
 
 def head_inputs(lm: "LoadedModel", statements: list[str], modules: list[Any], *, pooling: str = "last",
-                batch_size: int = 16) -> np.ndarray:
+                batch_size: int = 16, blocks: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The input of each block's attention output projection (the heads' outputs side by side),
     pooled per statement as :func:`cape.steer.extraction.activations` pools block outputs:
-    float32 ``[n, n_layers, n_heads * head_dim]``, one batched pass per batch of statements."""
+    float32 ``[n, n_layers, n_heads * head_dim]``, one batched pass per batch of statements.
+    With ``blocks``, the same pass also captures every block's pooled output and returns
+    ``(block_outputs [n, n_layers, hidden], head_inputs)``."""
     import torch
+
+    from .layers import find_layers, hidden_of
 
     tok, model = lm.tokenizer, lm.model
     n, n_layers = len(statements), len(modules)
-    out: np.ndarray | None = None
+    width = modules[0].weight.shape[0 if type(modules[0]).__name__ == "Conv1D" else 1]
+    z_out = np.zeros((n, n_layers, width), np.float32)
+    x_out = np.zeros((n, n_layers, int(lm.hidden_size)), np.float32) if blocks else None
     state: dict[str, Any] = {}
 
-    def make(index: int):
+    def pool(t):
+        t = t.float()
+        if pooling == "last":
+            return t[:, -1]  # left padding: the last position is each row's last token
+        m = state["mask"][..., None]
+        return (t * m).sum(1) / m.sum(1)
+
+    def pre_hook(index: int):
         def hook(module, args):
-            z = args[0].float()
-            if pooling == "last":
-                pooled = z[:, -1]  # left padding: the last position is each row's last token
-            else:
-                m = state["mask"][..., None]
-                pooled = (z * m).sum(1) / m.sum(1)
-            state["rows"][:, index] = pooled.cpu().numpy()
+            z_out[state["rows"], index] = pool(args[0]).cpu().numpy()
+        return hook
+
+    def block_hook(index: int):
+        def hook(module, args, output):
+            x_out[state["rows"], index] = pool(hidden_of(output)).cpu().numpy()
         return hook
 
     old_side = getattr(tok, "padding_side", "right")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    handles = [m.register_forward_pre_hook(make(i)) for i, m in enumerate(modules)]
+    handles = [m.register_forward_pre_hook(pre_hook(i)) for i, m in enumerate(modules)]
+    if blocks:
+        _, block_list = find_layers(model, getattr(lm, "layers_path", None))
+        handles += [b.register_forward_hook(block_hook(i)) for i, b in enumerate(block_list)]
     device = next(model.parameters()).device
+    from .extraction import _accepts
+
+    give_positions = _accepts(model.forward, "position_ids")
+    was_training = model.training
+    model.eval()
     try:
         with torch.inference_mode():
             for start in range(0, n, int(batch_size)):
-                enc = tok(statements[start:start + int(batch_size)], return_tensors="pt", padding=True)
+                chunk = statements[start:start + int(batch_size)]
+                enc = tok(chunk, return_tensors="pt", padding=True)
                 enc = {k: v.to(device) for k, v in enc.items()}
                 state["mask"] = enc["attention_mask"].float()
-                state["rows"] = None
-                width = modules[0].weight.shape[0 if type(modules[0]).__name__ == "Conv1D" else 1]
-                state["rows"] = np.zeros((enc["input_ids"].shape[0], n_layers, width), np.float32)
+                state["rows"] = slice(start, start + len(chunk))
+                if give_positions:  # left padding: positions count real tokens only (GPT-2, OPT, ...)
+                    enc["position_ids"] = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
                 model(**enc, use_cache=False)
-                if out is None:
-                    out = np.zeros((n, n_layers, width), np.float32)
-                out[start:start + len(state["rows"])] = state["rows"]
     finally:
         for h in handles:
             h.remove()
         tok.padding_side = old_side
-    if out is None or not np.isfinite(out).all():
-        raise CapeError("attention outputs are NaN or infinite (float16 overflow?): load the model in float32")
-    return out
+        model.train(was_training)
+    if not np.isfinite(z_out).all() or (x_out is not None and not np.isfinite(x_out).all()):
+        raise CapeError("activations are NaN or infinite (float16 overflow?): load the model in float32")
+    return (x_out, z_out) if blocks else z_out
 
 
 def _per_head(w: np.ndarray, dz: np.ndarray, n_heads: int) -> np.ndarray:
