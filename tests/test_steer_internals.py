@@ -313,3 +313,22 @@ def test_smollm2_end_to_end(smollm2, tmp_path):
     res.record()
     reason = run_audit(only=["A16"], replication=None).table.iloc[0]["reason"]
     assert "CAPE on smollm2-135m (cape steer internals)" in reason and "of 270 by the preprint's definition" in reason
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
+def test_random_models_give_centred_cosines_inside_the_null(arch):
+    """Randomly initialised models know nothing of truth or arithmetic: their centred cosines
+    sit inside the null band (no layer outside), while the raw cosine is large."""
+    from cape.steer.data import default_set
+    from cape.steer.internals import internal_coupling
+    from cape.steer.layers import find_layers
+    from cape.steer.models import LoadedModel
+    from steer_tiny import tiny_model
+
+    model, tok = tiny_model(arch, n_layers=3, hidden=32)
+    path, blocks = find_layers(model)
+    lm = LoadedModel(model, tok, arch, len(blocks), 32, path)
+    res = internal_coupling(lm, default_set(), reasoning_set(60, seed=1), n_null=200, seed=0, pooling="mean")
+    t = res.table
+    assert not t["outside_null"].any(), t[["layer", "centred_cos", "null_low", "null_high"]]
+    assert (t["raw_cos"] > 0.5).all()
