@@ -869,6 +869,7 @@ def head_coupling(res) -> go.Figure:
                                  marker=dict(symbol=symbol, size=10, color="black")))
     fig.update_xaxes(title="layer")
     fig.update_yaxes(title="head")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
 
