@@ -35,7 +35,6 @@ controls, and is saved with the rest.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -219,36 +218,24 @@ class SteeringEvaluation:
     def save(self, path: str | Path) -> Path:
         """Write the results as JSON (model, vector metadata, split, seed, versions included),
         atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        from ._saved import write_atomic
+
+        return write_atomic(path, self.to_dict())
 
     def record(self) -> Path:
         """Save into :func:`steering_dir` (where ``cape audit`` and ``cape report`` look), as
         ``<model>-<UTC time>.json``; returns the path."""
-        import re
-        from datetime import datetime, timezone
+        from ._saved import record_path
 
-        folder = steering_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id).strip("_")[:80] or "model"
-        when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        return self.save(folder / f"{stem}-{when}.json")
+        return self.save(record_path("steering", self.model_id))
 
     @classmethod
     def load(cls, path: str | Path) -> "SteeringEvaluation":
         """Read a file written by :meth:`save` (a clear error naming the file otherwise)."""
+        from ._saved import read_kind
+
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CapeError(f"{path}: no such file (a steering evaluation saved by `cape steer eval --out`)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CapeError(f"{path}: not a readable JSON file ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("kind") != KIND:
-            raise CapeError(f"{path}: not a steering evaluation (its 'kind' is not {KIND!r})")
+        doc = read_kind(path, KIND, "a steering evaluation saved by `cape steer eval --out`")
         for name in ("model", "meta", "conditions", "per_question"):
             if name not in doc:
                 raise CapeError(f"{path}: field '{name}' is missing")
@@ -267,9 +254,9 @@ class SteeringEvaluation:
 
 def steering_dir() -> Path:
     """Where recorded evaluations live: ``$CAPE_HOME/steering``."""
-    from ..store import cape_home
+    from ._saved import home_folder
 
-    return Path(cape_home()) / "steering"
+    return home_folder("steering")
 
 
 def saved_evaluations(paths: Sequence[str | Path] | None = None) -> list[SteeringEvaluation]:

@@ -32,7 +32,6 @@ conclusion, one group per problem.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,35 +204,26 @@ class InternalCoupling:
         return doc
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        """Write the results as JSON, atomically."""
+        from ._saved import write_atomic
+
+        return write_atomic(path, self.to_dict())
 
     def record(self) -> Path:
-        """Save into ``$CAPE_HOME/internals`` (where ``cape audit`` looks) as ``<model>-<time>.json``."""
-        import re
-        from datetime import datetime, timezone
+        """Save into ``$CAPE_HOME/internals`` (where ``cape audit`` and ``cape report`` look) as
+        ``<model>-<time>.json``."""
+        from ._saved import record_path
 
-        from ..store import cape_home
-
-        folder = Path(cape_home()) / "internals"
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id).strip("_")[:80] or "model"
-        return self.save(folder / f"{stem}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}.json")
+        return self.save(record_path("internals", self.model_id))
 
     @classmethod
     def load(cls, path: str | Path) -> "InternalCoupling":
+        from ._saved import read_kind
+
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CapeError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CapeError(f"{path}: not a readable JSON file ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("kind") != KIND or not isinstance(doc.get("layers"), list):
-            raise CapeError(f"{path}: not an internal-coupling result (its 'kind' is not {KIND!r})")
+        doc = read_kind(path, KIND, "an internal-coupling result saved by `cape steer internals --out`")
+        if not isinstance(doc.get("layers"), list):
+            raise CapeError(f"{path}: field 'layers' is not a list")
         table = pd.DataFrame(doc["layers"])
         for col in ("layer", "raw_cos", "centred_cos", "null_low", "null_high", "outside_null"):
             if col not in table:
@@ -244,10 +234,10 @@ class InternalCoupling:
 
 def saved_internals() -> list["InternalCoupling"]:
     """Results recorded in ``$CAPE_HOME/internals``: the newest per model, sorted by model."""
-    from ..store import cape_home
+    from ._saved import home_folder
 
     newest: dict[str, tuple[str, InternalCoupling]] = {}
-    for f in sorted((Path(cape_home()) / "internals").glob("*.json")):
+    for f in sorted(home_folder("internals").glob("*.json")):
         try:
             res = InternalCoupling.load(f)
         except CapeError:
