@@ -24,6 +24,14 @@ The reasoning set (:func:`reasoning_set`) is generated with a seed: arithmetic w
 result right or off by a small amount, and syllogisms with the right or the negated
 conclusion, one group per problem.
 
+Per attention head (``heads=True``): each head's contribution to the residual stream is its
+slice of the block's attention output projection applied to the head's output
+(:func:`head_projections`, :func:`head_inputs`); for each head, the cosine between its
+contribution to the truth contrast and to the reasoning contrast. A head is "competing" by
+the preprint's definition when the per-pair cosine is below -0.5 on more than half the
+pairs (METHODS section 10), and by the sound one when its cosine lies below the 2.5% tail of
+the same null of random label splits (:func:`heads_from_inputs`, :func:`head_counts`).
+
 >>> from cape.steer import load_model, default_set                 # doctest: +SKIP
 >>> from cape.steer.internals import internal_coupling, reasoning_set
 >>> res = internal_coupling(lm, default_set(), reasoning_set(120))  # doctest: +SKIP
