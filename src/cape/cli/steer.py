@@ -596,7 +596,10 @@ def internals_cmd(
     statements, --data) and a reasoning direction (correct vs incorrect worked statements,
     generated with --seed), raw (uncentred mean states, the preprints' way: dominated by the
     residual stream's shared mean) beside centred (differences of class means), with a null
-    band from random label splits and each direction's held-out probe accuracy."""
+    band from random label splits and each direction's held-out probe accuracy. With --heads,
+    every attention head's contribution to both contrasts, and the competing heads by the
+    preprint's rule and against the null. Results are recorded for `cape audit` (A7, A8, A16)
+    and `cape report`."""
     from ..steer.data import load_contrast
     from ..steer.internals import internal_coupling, reasoning_set
 
