@@ -169,3 +169,20 @@ def tiny_multimodal(*, n_layers: int = 2, hidden: int = 32, vision_layers: int |
 
     model = TinyVisionLanguageModel().eval()
     return model, tiny_tokenizer()
+
+
+def save_tiny_llama(folder, *, n_layers: int = 2, hidden: int = 32, heads: int = 4, kv_heads: int = 2,
+                    max_positions: int = 4096, seed: int = 0):
+    """A randomly initialised tiny Llama and the test tokenizer saved in ``folder`` (a model a
+    user would pass as a local path; ``max_positions`` long enough for lm-eval's primer)."""
+    import torch
+    import transformers
+
+    cfg = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
+                                   num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=VOCAB_SIZE,
+                                   max_position_embeddings=max_positions, pad_token_id=PAD, bos_token_id=BOS,
+                                   eos_token_id=EOS)
+    torch.manual_seed(seed)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    return folder

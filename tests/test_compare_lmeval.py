@@ -133,19 +133,10 @@ def test_against_real_lmeval_on_a_tiny_model(cl, tmp_path, capsys):
     same three questions with the same tiny local model: the same log-likelihoods."""
     if importlib.util.find_spec("lm_eval") is None:
         pytest.skip("lm-eval is not installed (pip install 'cape[test]')")
-    import torch
-    import transformers
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+    from steer_tiny import save_tiny_llama
 
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=4096,
-                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny"
-    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path / "tiny")
     mc = tmp_path / "mc_task.json"
     mc.write_text(json.dumps([
         {"question": "Is ice cold?", "mc1_targets": {"Yes, ice is cold.": 1, "No, ice is hot.": 0},

@@ -98,19 +98,11 @@ def test_bad_input(setup):
 def test_cli_eval_on_a_saved_tiny_model(setup, tmp_path, capsys):
     """`cape steer extract` then `cape steer eval` as a user runs them (a tiny Llama with a
     long enough context for lm-eval's primer), the saved JSON matching the printed one."""
-    import transformers
-
     from cape.cli import main
-    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+    from steer_tiny import save_tiny_llama
 
     _, _, path = setup
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=4, vocab_size=VOCAB_SIZE, max_position_embeddings=4096,
-                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny"
-    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path / "tiny", kv_heads=4)
     vec = tmp_path / "v.safetensors"
     assert main(["steer", "extract", "-m", str(folder), "--data", f"truthfulqa:{path}", "--layer", "1",
                  "--eval-fraction", "0.34", "--out", str(vec)]) == 0

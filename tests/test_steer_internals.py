@@ -159,18 +159,10 @@ def test_constructed_model_raw_near_one_centred_recovers_the_plant(planted, tmp_
 
 
 def test_cli_internals_on_a_saved_tiny_model(tmp_path, capsys):
-    import transformers
-
     from cape.cli import main
-    from steer_tiny import BOS, EOS, PAD, VOCAB_SIZE, make_tokenizer
+    from steer_tiny import save_tiny_llama
 
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=512,
-                                   pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny"
-    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path / "tiny", max_positions=512)
     code = main(["steer", "internals", "-m", str(folder), "--problems", "20", "--null", "20", "--out",
                  str(tmp_path / "ic.json"), "--json"])
     got = capsys.readouterr()

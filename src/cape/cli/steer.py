@@ -638,10 +638,9 @@ def internals_cmd(
                   f"{r['truth_acc']:.2f} [{r['truth_ci_low']:.2f}, {r['truth_ci_high']:.2f}]",
                   f"{r['reason_acc']:.2f} [{r['reason_ci_low']:.2f}, {r['reason_ci_high']:.2f}]")
     out.print(t)
-    out.print(res.summary().splitlines()[1], highlight=False, markup=False)
-    out.print(res.summary().splitlines()[2], highlight=False, markup=False)
+    for line in res.findings():
+        out.print(line, highlight=False, markup=False)
     if res.heads is not None:
-        out.print(res.summary().splitlines()[-1], highlight=False, markup=False)
         top = res.heads.sort_values("cos").head(5)
         out.print("most negative heads (layer.head: cosine, null band, share of pairs below -0.5): " + "; ".join(
             f"{int(r.layer)}.{int(r.head)}: {r.cos:+.3f} [{r.null_low:+.3f}, {r.null_high:+.3f}], {r.paper_share:.2f}"

@@ -179,27 +179,34 @@ class InternalCoupling:
     #: per (layer, head), when measured (:func:`heads_from_inputs`); counts in ``meta["heads"]``
     heads: pd.DataFrame | None = None
 
-    def summary(self) -> str:
-        t = self.table
-        m = self.meta
-        outside = int(t["outside_null"].sum())
-        lines = [f"internal coupling of {self.model_id}: {m.get('n_truth')} truth statements ({m.get('truth_source')}), "
-                 f"{m.get('n_reason')} reasoning statements ({m.get('reason_source')}), pooling {m.get('pooling')}",
-                 f"  raw cosine (uncentred, the preprint's way): {t['raw_cos'].min():.4f} to {t['raw_cos'].max():.4f} "
+    def findings(self) -> list[str]:
+        """The result in a few lines: the raw and the centred cosines over layers, and, when
+        heads were measured, the competing-head counts."""
+        t, m = self.table, self.meta
+        lines = [f"raw cosine (uncentred, the preprint's way): {t['raw_cos'].min():.4f} to {t['raw_cos'].max():.4f} "
                  f"over {len(t)} layers",
-                 f"  centred cosine (difference of class means): {t['centred_cos'].min():+.3f} to "
+                 f"centred cosine (difference of class means): {t['centred_cos'].min():+.3f} to "
                  f"{t['centred_cos'].max():+.3f}; outside the null band (random label splits, "
-                 f"{int(t['n_null'].iloc[0])} draws, 2.5-97.5%) at {outside} of {len(t)} layers"]
-        cols = ["layer", "raw_cos", "centred_cos", "null_low", "null_high", "truth_acc", "reason_acc"]
-        lines.append(t[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+                 f"{int(t['n_null'].iloc[0])} draws, 2.5-97.5%) at {int(t['outside_null'].sum())} of {len(t)} layers"]
         hc = m.get("heads")
         if hc:
-            lines.append(f"  competing heads of {hc['n_heads']}: preprint's definition (per-pair cosine below "
+            lines.append(f"competing heads of {hc['n_heads']}: preprint's definition (per-pair cosine below "
                          f"{PAPER_COSINE:g} on more than half of {m.get('n_pairs')} pairs) {hc['paper']['k']} "
                          f"[{hc['paper']['ci'][0]:.3f}, {hc['paper']['ci'][1]:.3f} as a share]; against the null "
                          f"(cosine below the 2.5% tail of random label splits) {hc['sound']['k']} "
                          f"[{hc['sound']['ci'][0]:.3f}, {hc['sound']['ci'][1]:.3f}], "
                          f"{hc['sound']['expected_by_chance']:.1f} expected by chance")
+        return lines
+
+    def summary(self) -> str:
+        t, m = self.table, self.meta
+        found = self.findings()
+        lines = [f"internal coupling of {self.model_id}: {m.get('n_truth')} truth statements ({m.get('truth_source')}), "
+                 f"{m.get('n_reason')} reasoning statements ({m.get('reason_source')}), pooling {m.get('pooling')}"]
+        lines += [f"  {x}" for x in found[:2]]
+        cols = ["layer", "raw_cos", "centred_cos", "null_low", "null_high", "truth_acc", "reason_acc"]
+        lines.append(t[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+        lines += [f"  {x}" for x in found[2:]]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
