@@ -11,7 +11,7 @@ Layout:
   (panels, show, ingest, export, benchmarks, flags), :mod:`.analysis` (coupling, gamma,
   nc, phase, width, eigen), :mod:`.frontier` (frontier ..., hfield, predictions),
   :mod:`.dynamics`, :mod:`.report`, :mod:`.audit`, :mod:`.advise` and :mod:`.models`
-  (models list/set, rm), :mod:`.steer` (steer layers/extract/generate/export/info). Each defines its commands on its own ``commands =
+  (models list/set, rm), :mod:`.steer` (steer layers/extract/generate/export/info), :mod:`.serve` (the dashboard). Each defines its commands on its own ``commands =
   command_set()`` (``@commands.command()``; a group is ``commands.add_typer(sub,
   name=...)``).
 - this module assembles them, in one place: :data:`GROUPS` is the order of ``cape
@@ -23,11 +23,11 @@ Adding a group, e.g. ``steer``: write ``steer.py`` as above, then add ``steer`` 
 
 from __future__ import annotations
 
-from . import advise, analysis, audit, data, dynamics, frontier, models, report, steer
+from . import advise, analysis, audit, data, dynamics, frontier, models, report, serve, steer
 from ._app import app, main, register, run
 
 #: The command modules, in the order ``cape --help`` lists their commands.
-GROUPS = (data, analysis, frontier, dynamics, report, audit, advise, models, steer)
+GROUPS = (data, analysis, frontier, dynamics, report, audit, advise, models, steer, serve)
 
 for _module in GROUPS:
     register(app, _module.commands)

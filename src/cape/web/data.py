@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the data part of the dashboard."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the steering part of the dashboard."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
