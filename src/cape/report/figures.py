@@ -32,7 +32,7 @@ from ..analysis.data import PairData
 from ..analysis.dynamics import CrossValidation, PaperProtocol
 from ..analysis.eigen import Eigenstructure
 from ..analysis.frontier import BAND, Dynamics, HField, Labs, PopulationFit
-from ..analysis.gamma import BONUS_ABOVE, TAX_BELOW, RunningCoupling
+from ..analysis.gamma import BONUS_ABOVE, TAX_BELOW, LocalCoupling, RunningCoupling
 from ..analysis.nc import CriticalScale
 from ..analysis.results import Estimate, Result, fmt_num
 from ..analysis.saturation import Saturation
@@ -904,3 +904,73 @@ def probe_accuracy(layers: pd.DataFrame, *, chosen: int, model_id: str, method: 
                                                        max(1.0, float(np.nanmax(hi)) + 0.02)])
     fig.update_layout(showlegend=False)
     return fig
+
+
+# ------------------------------------------------------------------------------ dashboard
+def family_scores(frame: pd.DataFrame, family: str, benchmarks: Sequence[str] | None = None) -> go.Figure:
+    """One family's scores against model size, one line per benchmark (the panel's own
+    values; nothing is fitted)."""
+    f = frame.reset_index() if "model" not in frame.columns else frame
+    g = f[f["family"].astype(str) == str(family)].dropna(subset=["params"]).sort_values("params")
+    benches = list(benchmarks or frame.attrs.get("cape", {}).get("benchmarks", []))
+    benches = [b for b in benches if b in g.columns and g[b].notna().any()]
+    panel = frame.attrs.get("cape", {}).get("panel", "")
+    sub = f"{panel}: family {family}, {len(g)} models with a size; {len(benches)} benchmarks (percent)"
+    cap = (f"Each line is one benchmark of family {family} against log10 of the parameter count; points are the "
+           f"panel's scores as stored (newest run), nothing fitted.")
+    fig = _figure("family-scores", f"{family}: scores against model size", sub, cap, height=460)
+    colours = _colours(benches)
+    x = np.log10(g["params"].to_numpy(float)) if len(g) else np.array([])
+    for b in benches:
+        fig.add_trace(go.Scatter(x=x, y=g[b], mode="lines+markers", name=b, marker=dict(color=colours[b], size=8),
+                                 line=dict(color=colours[b]), customdata=g["model"],
+                                 hovertemplate="%{customdata}<br>log10 N = %{x:.2f}<br>" + b
+                                 + " = %{y:.1f}<extra></extra>"))
+    if len(x):
+        lo, hi = float(x.min()) - 0.2, float(x.max()) + 0.2
+        fig.update_xaxes(range=[lo, hi], **_log10_ticks(lo, hi))
+    fig.update_xaxes(title="model size N (parameters, log10 scale)")
+    fig.update_yaxes(title="score (%)")
+    return fig
+
+
+def interval_gammas(lc: LocalCoupling, family: str | None = None) -> go.Figure:
+    """Interval couplings gamma = dB/dA against the interval's size (geometric mean), phase
+    coloured; one family or all."""
+    t = lc.intervals if family is None else lc.intervals[lc.intervals["family"].astype(str) == str(family)]
+    scope = f"family {family}" if family else "all families"
+    sub = (f"{lc.panel}, {scope}: {len(t)} intervals between consecutive sizes (|d{lc.b1}| >= {lc.guard} pp), "
+           f"{len(lc.dropped)} dropped in the panel")
+    cap = (f"gamma = d{lc.b2} / d{lc.b1} between consecutive sizes of a family, placed at the geometric mean of the "
+           f"two sizes; negative is a tax ({lc.b2} falls as {lc.b1} rises), positive a bonus.")
+    fig = _figure("interval-gammas", f"Interval couplings d{lc.b2}/d{lc.b1}", sub, cap, height=420)
+    colour = {"tax": "#d62728", "bonus": "#2ca02c"}
+    for ph, g in t.groupby("phase", sort=True):
+        fig.add_trace(go.Scatter(x=np.log10(g["params_mid"].to_numpy(float)), y=g["gamma"], mode="markers",
+                                 name=str(ph), marker=dict(size=10, color=colour.get(str(ph), "#7f7f7f")),
+                                 customdata=np.column_stack([g["family"], g["model_lo"], g["model_hi"]]),
+                                 hovertemplate="%{customdata[0]}: %{customdata[1]} -> %{customdata[2]}<br>gamma = "
+                                               "%{y:+.3f}<extra></extra>"))
+    if len(t):
+        xs = np.log10(t["params_mid"].to_numpy(float))
+        lo, hi = float(xs.min()) - 0.3, float(xs.max()) + 0.3
+        fig.update_xaxes(range=[lo, hi], **_log10_ticks(lo, hi))
+    fig.add_hline(y=0, line_color="#999")
+    fig.update_xaxes(title="interval size (parameters, log10 scale)")
+    fig.update_yaxes(title="gamma")
+    return fig
+
+
+def add_marker(fig: go.Figure, x: float, y: float, name: str, *, hover: str = "") -> go.Figure:
+    """Draw one given point (a user's model, a hypothetical release) on a figure as a star."""
+    fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", name=html_escape(name),
+                             marker=dict(symbol="star", size=18, color="#111", line=dict(color="#ffb36b", width=2)),
+                             hovertemplate=html_escape(hover or name) + "<extra></extra>"))
+    return fig
+
+
+def html_escape(text: str) -> str:
+    """Text for a Plotly label: escaped, so a name with < or & shows as written."""
+    import html
+
+    return html.escape(str(text), quote=False)

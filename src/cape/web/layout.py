@@ -39,8 +39,8 @@ def url(path: str, params: dict | None = None) -> str:
 def page(title: str, body: str, *, active: str = "/", intro: str = "", needs_plotly: bool = True) -> str:
     """A whole page: header with navigation, the main content, and the scripts (deferred,
     so the page paints before Plotly is parsed)."""
-    nav = "".join(
-        f"<li><a href='{p}'{' aria-current=\"page\"' if p == active else ''}>{esc(label)}</a></li>" for p, label in NAV)
+    current = " aria-current='page'"
+    nav = "".join(f"<li><a href='{p}'{current if p == active else ''}>{esc(label)}</a></li>" for p, label in NAV)
     scripts = ("<script defer src='/static/plotly.min.js'></script>" if needs_plotly else "") + \
         "<script defer src='/static/cape.js'></script>"
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
