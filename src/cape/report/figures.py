@@ -974,3 +974,36 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(str(text), quote=False)
+
+
+_DATA_TEXT = ("name", "text", "hovertext", "customdata", "x", "y", "labels", "ids", "legendgrouptitle")
+
+
+def _inert(value):
+    if isinstance(value, str):
+        return value.replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_inert(v) for v in value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
+        return np.vectorize(_inert, otypes=[object])(value) if value.size else value
+    return value
+
+
+def inert_text(fig: go.Figure) -> go.Figure:
+    """A copy of ``fig`` in which text that may come from users (trace names, category
+    values, hover texts, custom data) cannot become markup: Plotly renders a subset of HTML
+    in labels (``<a href>`` makes a link), so ``<`` and ``>`` are escaped. Titles and
+    templates are CAPE's own and already escaped where they quote data."""
+    fig = go.Figure(fig)
+    for trace in fig.data:
+        for key in _DATA_TEXT:
+            try:
+                value = trace[key]
+            except (KeyError, ValueError):
+                continue
+            if value is None:
+                continue
+            new = _inert(value)
+            if new is not value:
+                trace[key] = new
+    return fig

@@ -83,7 +83,9 @@ def frame_html(frame: pd.DataFrame, *, max_rows: int = 500) -> str:
 def _figure_html(block: FigureBlock) -> str:
     fig = block.fig
     meta = fig.layout.meta
-    div = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{block.name}",
+    from .figures import inert_text
+
+    div = pio.to_html(inert_text(fig), include_plotlyjs=False, full_html=False, div_id=f"fig-{block.name}",
                       config=PLOTLY_CONFIG, default_height=f"{int(fig.layout.height or 520)}px")
     links = " ".join(f"<a href='{html.escape(path)}'>{fmt.upper()}</a>" for fmt, path in block.files.items())
     numbers = (f"<details><summary>Numbers</summary><pre>{html.escape(block.numbers)}</pre></details>"

@@ -94,6 +94,25 @@ def _finite(v: float | None, name: str) -> float | None:
     return v
 
 
+def _calendar_date(v: str | None, *, release: bool) -> str | None:
+    """A date that exists (the pattern lets '0000' and '2024-02-30' through): a 422 naming
+    the field rather than the engine's error on year 0."""
+    if v is None:
+        return v
+    import datetime as _dt
+
+    from ..units import date_range
+
+    try:
+        if release:
+            date_range(v)
+        else:
+            _dt.date.fromisoformat(v)
+    except (CapeError, ValueError):
+        raise ValueError(f"'{v}' is not a calendar date") from None
+    return v
+
+
 class PhaseQ(PairQ, ResampleQ):
     params: float = Field(..., gt=1e6, lt=1e13, description="Parameter count, e.g. 7e9.")
     hellaswag: float = Field(..., ge=0, le=100, description="HellaSwag score (percent).")
@@ -132,6 +151,8 @@ class CrossvalQ(PanelQ):
 class PredictQ(PanelQ):
     panel: str = Field("paper-nc", max_length=200, pattern=_NAME, description="Panel name.")
     family: str = Field(..., min_length=1, max_length=200, description="The family to predict from its smallest model.")
+    degree: int = Field(1, ge=1, le=3, description="Polynomial degree of the ODE's candidate terms (1: linear; "
+                                                   "2 needs more points per equation than small panels have).")
 
 
 class FrontierQ(PairQ):
@@ -150,6 +171,11 @@ class ReleaseQ(FrontierQ):
     date: Optional[str] = Field(None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$", description="Release date YYYY[-MM[-DD]].")
     level: float = Field(0.95, gt=0.5, lt=1.0, description="Level of the prediction interval.")
 
+    @field_validator("date")
+    @classmethod
+    def _real_date(cls, v: str | None) -> str | None:
+        return _calendar_date(v, release=True)
+
 
 class SaturationQ(FrontierResampleQ):
     subset: Literal["published", "core", "all"] = Field("all", description="Models considered.")
@@ -160,6 +186,11 @@ class PredictionsQ(_Q):
     panel: str = Field("paper-frontier", max_length=200, pattern=_NAME, description="Panel name.")
     corrected: bool = Field(False, description="Apply the panel's errata layer.")
     as_of: Optional[str] = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Evaluate as of this date.")
+
+    @field_validator("as_of")
+    @classmethod
+    def _real_date(cls, v: str | None) -> str | None:
+        return _calendar_date(v, release=False)
 
 
 class AuditQ(_Q):
@@ -299,7 +330,7 @@ def _predict(q: PredictQ, progress):
     from ..analysis import dynamics as dy
 
     load_frame(q.panel, family=q.family)   # a 404 for an unknown family
-    return dy.predict_family(load_frame(q.panel, clean=q.clean), q.family)
+    return dy.predict_family(load_frame(q.panel, clean=q.clean), q.family, degree=q.degree)
 
 
 def _frame_f(q):

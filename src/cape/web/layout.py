@@ -59,7 +59,25 @@ def page(title: str, body: str, *, active: str = "/", intro: str = "", needs_plo
 
 
 def fig_json(fig) -> str:
-    """A Plotly figure as JSON safe inside a script element."""
+    """A Plotly figure as JSON safe inside a script element: user text made inert
+    (:func:`cape.report.figures.inert_text`), long numeric arrays (bootstrap draws) sent as
+    typed float32 arrays (Plotly's base64 encoding, a third of the text), ``<``, ``>`` and
+    ``&`` escaped for the script element."""
+    import numpy as np
+
+    from ..report.figures import inert_text
+
+    fig = inert_text(fig)
+    for trace in fig.data:
+        for axis in ("x", "y"):
+            values = getattr(trace, axis, None)
+            if values is not None and not isinstance(values, np.ndarray) and len(values) > 500:
+                arr = np.asarray(values)
+                if arr.dtype.kind in "fiu":
+                    trace[axis] = arr.astype(np.float32)
+                elif trace.type in ("violin", "box") and len(set(values)) == 1:
+                    trace[axis] = None                      # one category repeated per draw:
+                    trace[axis + "0"] = values[0]           # the same position, said once
     return fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -386,7 +386,7 @@ async def frontier(request: Request) -> HTMLResponse:
 @router.get("/structure", response_class=HTMLResponse)
 async def structure(request: Request) -> HTMLResponse:
     v = _view(request)
-    p = v.params("panel", "matrix", "dynamics_panel", "family")
+    p = v.params("panel", "matrix", "dynamics_panel", "family", "degree")
     panel = p.get("panel", "paper-base")
     dpanel = p.get("dynamics_panel", "paper-nc")
     v.parts.append(L.form(
@@ -395,7 +395,8 @@ async def structure(request: Request) -> HTMLResponse:
                    p.get("matrix", "correlation"))
         + L.select("dynamics_panel", "Panel (dynamics)", _panel_options(), dpanel)
         + L.select("family", "Predict family", [("", "(none)")] + [(f, f) for f in _families(dpanel)],
-                   p.get("family", "")),
+                   p.get("family", ""))
+        + L.select("degree", "ODE degree", [("1", "1 (linear)"), ("2", "2"), ("3", "3")], p.get("degree", "1")),
         action="/structure", submit="Show", label="Structure and dynamics"))
 
     def build() -> None:
@@ -433,7 +434,7 @@ async def structure(request: Request) -> HTMLResponse:
         else:
             v.parts.append(_section("Scaling dynamics: cross-validation", other or "", sid="crossval"))
         if p.get("family"):
-            pq = v.inputs("predict", {"panel": dpanel, "family": p["family"]})
+            pq = v.inputs("predict", {"panel": dpanel, "family": p["family"], "degree": p.get("degree", 1)})
             if pq is None:
                 return
             pr, other = v.result("predict", pq, what="the prediction")
