@@ -28,7 +28,7 @@ COMMAND_MODULES = sorted(p.stem for p in PKG.glob("*.py") if not p.stem.startswi
 
 # `cape --help` and each group's --help before the CLI became a package, in their order.
 ROOT = ["panels", "show", "ingest", "export", "benchmarks", "flags", "coupling", "gamma", "nc", "phase",
-        "width", "eigen", "hfield", "predictions", "report", "audit", "advise", "rm",
+        "width", "eigen", "hfield", "predictions", "report", "audit", "advise", "rm", "serve",
         "frontier", "dynamics", "models", "steer"]
 SUBCOMMANDS = {"frontier": ["fit", "hfield", "labs", "dynamics", "saturation", "compare"],
                "dynamics": ["fit", "predict", "crossval"],

@@ -239,15 +239,7 @@ def _load_vector(path: Path):
 
 
 def _chosen_layers(vector, layer: Optional[int]) -> list[int]:
-    if layer is not None:
-        if layer not in vector.directions:
-            raise CapeError(f"layer {layer} is not in this vector (layers {vector.layers[0]}-{vector.layers[-1]})"
-                            if vector.layers else "the vector holds no layer")
-        return [layer]
-    chosen = vector.meta.get("layer")
-    if chosen is not None and int(chosen) in vector.directions:
-        return [int(chosen)]
-    return list(vector.layers)
+    return vector.chosen_layers(layer)
 
 
 @steer_app.command("generate")

@@ -233,6 +233,22 @@ class SteeringVector:
         """The steered blocks (0-based), ascending."""
         return list(self.directions)
 
+    def chosen_layers(self, layer: int | None = None) -> list[int]:
+        """The layer(s) to steer: ``layer`` when given (it must be in the vector), else the
+        layer recorded as chosen at extraction (``meta['layer']``), else every layer. The rule
+        `cape steer generate`, `eval` and the dashboard share."""
+        from ..errors import CapeError
+
+        if layer is not None:
+            if layer not in self.directions:
+                raise CapeError(f"layer {layer} is not in this vector (layers {self.layers[0]}-{self.layers[-1]})"
+                                if self.layers else "the vector holds no layer")
+            return [layer]
+        chosen = self.meta.get("layer")
+        if chosen is not None and int(chosen) in self.directions:
+            return [int(chosen)]
+        return list(self.layers)
+
     def norms(self) -> dict[int, float]:
         """The Euclidean norm of each layer's direction (1.0 after extraction)."""
         return {n: float(np.linalg.norm(d)) for n, d in self.directions.items()}
