@@ -156,7 +156,9 @@ def test_frontier_release_h_and_interval(client):
     api = client.get("/api/release", params={"swe": 60, "gpqa": 70, "lab": "NewLab"}).json()["result"]
     fmt = cape.analysis.results.fmt_num
     assert f"<td>{fmt(api['h'])}</td>" in text and f"<td>{fmt(api['pi'][0])}</td>" in text
-    names = [t.get("name") for t in _figures(text)["frontier-fit"]["data"]]
+    figs = _figures(text)
+    assert {"frontier-fit", "hfield-labs", "lab-trajectories", "saturation"} <= set(figs)
+    names = [t.get("name") for t in figs["frontier-fit"]["data"]]
     assert "your release" in names
     # without a release there is no star (the check above can fail)
     assert "your release" not in [t.get("name") for t in _figures(_page(client, "/frontier"))["frontier-fit"]["data"]]
@@ -164,7 +166,7 @@ def test_frontier_release_h_and_interval(client):
 
 def test_structure_and_audit_pages(client):
     text = _page(client, "/structure?family=Pythia")
-    assert {"eigen-spectra", "dynamics-crossval"} <= set(_figures(text))
+    assert {"eigen-spectra", "width-null", "dynamics-crossval"} <= set(_figures(text))
     assert "Pythia predicted from its smallest model" in text
     text = _page(client, "/audit")
     audit = client.get("/api/audit").json()["result"]

@@ -374,6 +374,15 @@ async def frontier(request: Request) -> HTMLResponse:
                                     sid="trajectories"))
         elif other:
             v.parts.append(other)
+        sq = v.inputs("saturation", {"panel": panel})
+        sat, other = v.result("saturation", sq, what="the saturation") if sq is not None else (None, "")
+        if sat is not None:
+            v.parts.append(_section("Saturation: top-k spreads against noise floors",
+                                    L.figure(F.saturation_spreads(sat), fig_id="saturation",
+                                             frames=[("benchmarks", sat.table)], text=sat.summary())
+                                    + _api_link("saturation", sq), sid="saturation"))
+        elif other:
+            v.parts.append(other)
 
     await _run(build)
     return v.render("Frontier", active="/frontier", intro=(
@@ -421,6 +430,14 @@ async def structure(request: Request) -> HTMLResponse:
                              text="\n\n".join(r.summary() for r in results))
                     + L.table(deff, caption="Effective dimension d_eff with intervals"))
             v.parts.append(_section("Eigen spectra and d_eff", body, sid="eigen"))
+        wq = v.inputs("width", {})
+        wd, other = v.result("width", wq, what="the width normalization") if wq is not None else (None, "")
+        if wd is not None:
+            v.parts.append(_section("Width normalization against its null",
+                                    L.figure(F.width_null(wd), fig_id="width-null", frames=F.result_tables(wd),
+                                             text=wd.summary()) + _api_link("width", wq), sid="width"))
+        elif other:
+            v.parts.append(other)
         cq = v.inputs("crossval", {"panel": dpanel})
         if cq is None:
             return
