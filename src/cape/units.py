@@ -175,6 +175,7 @@ def parse_release_date(value: object, *, file: str | None = None, row: str | int
                          file=file, row=row, field=field)
     year, month, day = m.group(1), m.group(2), m.group(3)
     try:
+        _dt.date(int(year), 1, 1)          # year 0 does not exist
         if day is not None:
             d = _dt.date(int(year), int(month), int(day))
             return ReleaseDate(d.isoformat(), "day")

@@ -205,7 +205,6 @@ class ReplicationQ(PairQ, ResampleQ):
 
 # ------------------------------------------------------------------------------ frames
 def panel_names() -> list[str]:
-    from .. import api
     from ..panels import BUILTIN_PANELS
     from ..store import Store
 
@@ -226,13 +225,18 @@ def load_frame(panel: str, *, clean: bool = False, corrected: bool = False, fami
     frame = api.load_panel(panel, clean=clean, corrected=corrected)
     if family:
         wanted = [f.strip() for f in family.split(",") if f.strip()]
-        known = set(frame["family"].dropna().astype(str)) if "family" in frame else set()
-        missing = [f for f in wanted if f not in known]
-        if missing:
-            raise NotFound(f"panel '{panel}' has no family {', '.join(repr(m) for m in missing)} "
-                           f"(families: {', '.join(sorted(known))})")
+        require_families(frame, panel, wanted)
         frame = api.load_panel(panel, clean=clean, corrected=corrected, family=wanted)
     return frame
+
+
+def require_families(frame, panel: str, wanted: list[str]) -> None:
+    """A 404 (NotFound) naming the families of ``wanted`` that ``frame`` lacks."""
+    known = set(frame["family"].dropna().astype(str)) if "family" in frame else set()
+    missing = [f for f in wanted if f not in known]
+    if missing:
+        raise NotFound(f"panel '{panel}' has no family {', '.join(repr(m) for m in missing)} "
+                       f"(families: {', '.join(sorted(known))})")
 
 
 # ------------------------------------------------------------------------------ computations
@@ -300,7 +304,10 @@ def _advise(q: AdviseQ, progress):
     if q.family is None and q.params is None:
         raise CapeError("give a family of the panel, or the model's params with its HellaSwag and TruthfulQA")
     scores = {k: v for k, v in (("hellaswag", q.hellaswag), ("truthfulqa", q.truthfulqa)) if v is not None}
-    return advise(load_frame(q.panel, clean=q.clean, corrected=q.corrected), family=q.family or None,
+    frame = load_frame(q.panel, clean=q.clean, corrected=q.corrected)
+    if q.family:
+        require_families(frame, q.panel, [q.family])   # a 404 for an unknown family, as elsewhere
+    return advise(frame, family=q.family or None,
                   params=q.params if q.family is None else None, scores=scores or None, d_model=q.d_model,
                   n_resamples=q.resamples, seed=q.seed)
 

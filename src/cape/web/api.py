@@ -1,5 +1,8 @@
 """The JSON API: every analysis at ``GET /api/<name>``, long ones also as jobs with progress
 and cancellation (``/api/jobs``), and the panels. Its schema is at ``/openapi.json``.
+Results are cached by analysis and validated inputs (seed included): a repeated GET says
+``cached: true``, and a job for inputs already computed is answered at once (200, done,
+``cached: true``).
 
 Statuses: 200 with the result; 422 when an input is invalid (pydantic's body names the
 field); 404 for an unknown panel, family, job or saved result; 400 when the engine refuses

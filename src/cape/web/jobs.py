@@ -81,6 +81,7 @@ class Job:
     total: int = 0
     error: str | None = None
     error_status: int | None = None
+    cached: bool = False       # the result was in the cache: nothing was computed
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -95,7 +96,8 @@ class Job:
         return {"id": self.id, "analysis": self.name, "params": self.params, "status": self.status,
                 "done": self.done, "total": self.total,
                 "fraction": (self.done / self.total) if self.total else None,
-                "error": self.error, "seconds": round((self.finished or time.time()) - self.started, 3)}
+                "error": self.error, "cached": self.cached,
+                "seconds": round((self.finished or time.time()) - self.started, 3)}
 
 
 class Jobs:
@@ -112,12 +114,16 @@ class Jobs:
     def submit(self, name: str, key: str, params: dict, compute: Callable[[Callable[[int, int], None]], Any],
                error_status: Callable[[BaseException], int | None] = lambda exc: None) -> Job:
         """Start ``compute(progress)`` unless a job for ``key`` is queued or running (that job
-        is returned). The result goes into the cache under ``key``."""
+        is returned) or its result is cached (a finished job is returned, ``cached`` true,
+        nothing computed). The result goes into the cache under ``key``."""
         with self._lock:
             jid = self._by_key.get(key)
             if jid is not None and self._jobs[jid].status in ("queued", "running"):
                 return self._jobs[jid]
+            hit = key in self.cache
             job = Job(id=uuid.uuid4().hex[:16], name=name, key=key, params=params)
+            if hit:
+                job.status, job.cached, job.finished = "done", True, job.started
             self._jobs[job.id] = job
             self._by_key[key] = job.id
             while len(self._jobs) > self.keep:
@@ -127,6 +133,8 @@ class Jobs:
                 self._jobs.pop(old_id)
                 if self._by_key.get(old.key) == old_id:
                     self._by_key.pop(old.key)
+        if hit:
+            return job
 
         def run() -> None:
             if job.cancel_event.is_set():

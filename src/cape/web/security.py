@@ -2,7 +2,9 @@
 
 - The server binds to 127.0.0.1 unless told otherwise.
 - Every request's Host header must name an allowed host (DNS-rebinding protection): the
-  loopback names, plus the address the server was bound to.
+  loopback names, plus the address the server was bound to and any ``--allow-host``. With a
+  token (bound off loopback) any Host is accepted, as in Jupyter with remote access: the
+  token is the protection, and a rebinding page cannot present it.
 - A state-changing request (anything but GET, HEAD and OPTIONS) whose Origin is not the
   server's own, or that a browser marks as cross-site, is refused.
 - Bound to any other address, every request needs the token printed at start: as
@@ -60,12 +62,14 @@ class SecurityMiddleware:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = _hostname(headers.get("host", ""))
-        if host not in self.allowed_hosts:
+        # With a token (bound off loopback) the token is the protection, as in Jupyter with
+        # remote access: a rebinding page cannot present it, so any Host may be used.
+        if self.token is None and host not in self.allowed_hosts:
             return await _refuse(send, 403, f"Host '{headers.get('host', '')}' is not allowed (DNS-rebinding "
                                             "protection); use the address `cape serve` printed")
         if scope["method"] not in SAFE_METHODS:
             origin = headers.get("origin")
-            if origin is not None and (origin == "null" or _hostname(urlsplit(origin).netloc) not in self.allowed_hosts
+            if origin is not None and (origin == "null"
                                        or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()):
                 return await _refuse(send, 403, f"requests from origin '{origin}' may not change anything here")
             if headers.get("sec-fetch-site") == "cross-site":

@@ -190,8 +190,12 @@ def _model_key(name: str) -> str:
     text = name.strip()
     if text.lower() == DEFAULT_MODEL:
         return DEFAULT_MODEL
-    path = Path(text).expanduser()
-    if not path.exists():
+    try:
+        path = Path(text).expanduser()
+        found = path.exists()
+    except (OSError, ValueError, RuntimeError):      # a name too long, a NUL byte, no home folder
+        found = False
+    if not found:
         raise HTTPException(404, f"model '{text}': no such file or folder (the dashboard loads local models only: "
                                  f"'{DEFAULT_MODEL}', a model folder with config.json, or a .gguf file)")
     return str(path.resolve())
@@ -294,8 +298,12 @@ def _chosen_layers(vector, layer: int | None) -> list[int]:
 
 
 def _read_vector(path_text: str):
-    path = Path(path_text).expanduser()
-    if not path.is_file():
+    try:
+        path = Path(path_text).expanduser()
+        found = path.is_file()
+    except (OSError, ValueError, RuntimeError):      # a name too long, a NUL byte, no home folder
+        found = False
+    if not found:
         raise HTTPException(404, f"vector '{path_text}': no such file (give the path of a vector saved by "
                                  "`cape steer extract --out FILE.safetensors`)")
     from ..steer.vector import SteeringVector
