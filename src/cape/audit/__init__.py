@@ -377,9 +377,11 @@ def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resa
                 draws = None if dist is None else 10.0 ** dist
             except CapeError:
                 draws = None
+        # its steps follow the claims' in the progress reports (so a caller can also stop it)
+        rep_progress = None if progress is None else (lambda d, t: progress(len(claims) + d, len(claims) + t))
         rep = ctx.get(("replication", replication), lambda: _replication(
             ctx.panel(replication, clean=True), n_c=published_nc or None, claimed=claimed, n_c_draws=draws,
-            n_resamples=n_resamples, seed=seed))
+            n_resamples=n_resamples, seed=seed, progress=rep_progress))
     counts = {v: int((table["verdict"] == v).sum()) for v in VERDICTS}
     for v in sorted(set(table["verdict"]) - set(VERDICTS)):
         counts[v] = int((table["verdict"] == v).sum())
