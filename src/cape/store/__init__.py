@@ -38,6 +38,8 @@ from . import migrations, schema
 __all__ = ["Store", "IngestReport", "MetadataReport", "Conflict", "default_url", "cape_home"]
 
 _PANEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+#: What a stored panel's name may be (public: the dashboard's upload form checks it too).
+PANEL_NAME = _PANEL_NAME
 #: Largest number of bound values per IN (...) query; SQLite's default limit is 32766.
 _CHUNK = 500
 _META = [c for c in MODEL_COLUMNS if c != "model"]

@@ -39,7 +39,7 @@ from .. import api
 from ..errors import CapeError
 from ..panels import is_builtin
 from ..schema import KINDS
-from ..store import _PANEL_NAME
+from ..store import PANEL_NAME
 from ..units import UNITS
 from .layout import checkbox, esc, field as input_field, form, notice, page, select, table, url
 
@@ -64,7 +64,7 @@ class UploadOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    panel: str = Field(..., min_length=1, max_length=200, pattern=_PANEL_NAME.pattern,
+    panel: str = Field(..., min_length=1, max_length=200, pattern=PANEL_NAME.pattern,
                        description="Panel to store the results in (created if new; a built-in panel is "
                                    "read-only). Letters, digits, '.', '_' and '-', starting with a letter or digit.")
     family: Optional[str] = Field(None, max_length=200, description="Family for models that do not say.")
