@@ -80,7 +80,6 @@ def test_every_page_renders_with_navigation_and_landmarks(client, path):
     assert "<main id='main'" in text and "<nav aria-label='Pages'>" in text
     assert f"<a href='{path}' aria-current='page'>" in text          # the current page is marked
     assert "<script>" not in text and " onclick=" not in text        # no inline scripts (the CSP forbids them)
-    assert "https://" not in re.sub(r"<a [^>]*>", "", text).split("<footer>")[0] or True
     # every input has a label
     for fid in re.findall(r"<(?:input|select) id='([^']+)'", text):
         assert f"<label for='{fid}'>" in text, fid
@@ -220,3 +219,37 @@ def test_static_files_and_plotly_are_served_locally(client):
     assert "default-src 'self'" in page.headers["content-security-policy"]
     srcs = re.findall(r"<script[^>]* src='([^']+)'", page.text) + re.findall(r"<link[^>]* href='([^']+)'", page.text)
     assert srcs and all(s.startswith("/") or s.startswith("data:") for s in srcs)
+
+
+def test_a_finished_page_is_served_from_the_cache_until_an_upload(client):
+    path = "/frontier?subset=core"
+    first = client.get(path, headers=HTML)
+    assert first.status_code == 200
+    state = client.app.state.cape
+    key = "page:/frontier?subset=core"
+    assert state.cache.get(key) == first.text
+    state.cache.put(key, "<!DOCTYPE html><p>from the cache</p>")        # the cached copy is what is served
+    assert client.get(path, headers=HTML).text == "<!DOCTYPE html><p>from the cache</p>"
+    state.invalidate()                                                   # as an upload does
+    assert client.get(path, headers=HTML).text == first.text
+    # a page with an error is not kept
+    assert client.get("/frontier?panel=nope", headers=HTML).status_code == 404
+    assert state.cache.get("page:/frontier?panel=nope") is None
+
+
+def test_analyze_against_a_panel_too_small_to_calibrate(client, tmp_path):
+    csv = tmp_path / "small.csv"
+    csv.write_text("model,family,params,hellaswag,truthfulqa\n"
+                   + "".join(f"org/s-{i},fam{i % 2},{p},{h},{t}\n" for i, (p, h, t) in
+                             enumerate([("1e8", 30, 45), ("4e8", 40, 43), ("1e9", 50, 40), ("3e9", 60, 42),
+                                        ("2e8", 33, 44), ("8e8", 45, 41), ("2e9", 55, 43)])))
+    cape.ingest(csv, panel="small-cal")
+    try:
+        r = client.get("/api/phase", params={"params": 7e9, "hellaswag": 78, "truthfulqa": 43, "panel": "small-cal"})
+        assert r.status_code in (200, 400), r.text          # never a 500
+        if r.status_code == 200:     # the calibration without an interval says so instead of failing
+            assert "no interval" in json.dumps(r.json()["result"]) or "undefined" in json.dumps(r.json()["result"])
+        page = client.get("/analyze?params=7e9&hellaswag=78&truthfulqa=43&panel=small-cal", headers=HTML)
+        assert page.status_code in (200, 400)
+    finally:
+        cape.delete_panel("small-cal")

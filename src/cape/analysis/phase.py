@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -193,13 +194,17 @@ class PhaseCalibration(Result):
         return out
 
     def summary(self) -> str:
-        cov = "; ".join(f"{k} interval covers {100 * e.value:.0f}% [{100 * e.ci[0]:.0f}, {100 * e.ci[1]:.0f}]"
-                        for k, e in self.coverage.items())
-        pm = self.phase_match
+        def pct(e: Estimate) -> str:
+            if not e.defined:
+                return f"undefined ({e.note or 'too few held-out intervals'})"
+            ci = (f" [{100 * e.ci[0]:.0f}, {100 * e.ci[1]:.0f}]" if e.ci is not None and all(
+                c is not None and math.isfinite(c) for c in e.ci) else " (no interval: too few families)")
+            return f"{100 * e.value:.0f}%{ci}"
+
+        cov = "; ".join(f"{k} interval covers {pct(e)}" for k, e in self.coverage.items())
         return (f"Calibration of the predictive interval (leave one family out, {self.n_intervals} intervals "
                 f"of {self.n_families} families): {cov}; the most probable predicted phase matches the "
-                f"observed one for {100 * pm.value:.0f}% [{100 * pm.ci[0]:.0f}, {100 * pm.ci[1]:.0f}] "
-                f"(CIs resample families).")
+                f"observed one for {pct(self.phase_match)} (CIs resample families).")
 
 
 def phase_calibration(data, pair=None, *, guard: float = DEFAULT_GUARD, levels: Sequence[float] = (0.8, 0.95),

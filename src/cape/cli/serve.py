@@ -49,6 +49,7 @@ def serve_cmd(
         sock.bind((host, port))
     except OSError as exc:
         raise CapeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)                  # connections queue from now on: the printed link works at once
     port = sock.getsockname()[1]
     app = create_app(host=host, port=port, token=token, allowed_hosts=set(allow_host or ()))
     shown = f"[{host}]" if ":" in host else host

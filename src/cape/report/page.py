@@ -21,8 +21,9 @@ from .export import plotly_js_path
 
 __all__ = ["PLOTLY_CONFIG", "FigureBlock", "TextBlock", "Section", "render_page", "frame_html"]
 
-#: Plotly's in-page options: no logo link, a PNG button at the export size.
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
+#: Plotly's in-page options: no logo link, nothing that sends a figure off the machine, a PNG
+#: button at the export size.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False, "showEditInChartStudio": False,
                  "toImageButtonOptions": {"format": "png", "width": 1100, "scale": 2}}
 
 

@@ -74,7 +74,9 @@ def create_app(*, host: str = "127.0.0.1", port: int = 8000, token: str | None =
         response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on a form
+        # POST, which the same-origin rule must refuse
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
@@ -97,7 +99,14 @@ def create_app(*, host: str = "127.0.0.1", port: int = 8000, token: str | None =
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception):
         log.exception("error serving %s", request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if _wants_html(request) and "text/html" in request.headers.get("accept", ""):
+            from .layout import notice, page
+
+            return HTMLResponse(page("Error 500", notice([message, "This is a bug in CAPE: please report it with "
+                                                          "the address of this page."]), needs_plotly=False),
+                                status_code=500)
+        return JSONResponse({"detail": message}, status_code=500)
 
     hosts = set(LOOPBACK_HOSTS) | set(allowed_hosts or ())
     if not is_loopback(host) and host not in ("0.0.0.0", "::"):

@@ -86,7 +86,10 @@ def table(frame: pd.DataFrame, *, caption: str = "", max_rows: int = 500) -> str
     body = frame_html(frame, max_rows=max_rows)
     if caption:
         body = body.replace("<table>", f"<table><caption>{esc(caption)}</caption>", 1)
-    return body
+    # a table that scrolls must be reachable by keyboard: a focusable, labelled region
+    label = esc(caption or "table")
+    return body.replace("<div class='table-wrap'>", f"<div class='table-wrap' tabindex='0' role='region' "
+                                                     f"aria-label='{label}'>", 1)
 
 
 def numbers(frames: Sequence[tuple[str, pd.DataFrame]], *, open_: bool = False) -> str:
@@ -105,8 +108,10 @@ def figure(fig, *, fig_id: str, frames: Sequence[tuple[str, pd.DataFrame]] = (),
     caption = meta.get("caption", "") if isinstance(meta, dict) else ""
     label = title or (fig.layout.title.text if fig.layout.title and fig.layout.title.text else fig_id)
     summary = f"<details class='numbers'><summary>Summary</summary><pre>{esc(text)}</pre></details>" if text else ""
-    return (f"<figure class='cape-figure' id='fig-{esc(fig_id)}'>"
-            f"<div class='plot' role='img' aria-label='{esc(_plain(label))}' data-figure='{esc(fig_id)}'></div>"
+    # the figure element carries the label: the plot itself holds Plotly's toolbar buttons, so
+    # it cannot be role=img (no interactive content inside an image)
+    return (f"<figure class='cape-figure' id='fig-{esc(fig_id)}' aria-label='{esc(_plain(label))}'>"
+            f"<div class='plot' data-figure='{esc(fig_id)}'></div>"
             f"<script type='application/json' class='figure-data' data-for='{esc(fig_id)}'>{fig_json(fig)}</script>"
             f"<figcaption>{esc(caption)}</figcaption>{numbers(frames)}{summary}</figure>")
 

@@ -8,6 +8,7 @@ a long analysis starts a job and shows its progress, and draws the report's figu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,8 +121,27 @@ async def _run(fn: Callable[[], None]) -> None:
     await run_in_threadpool(fn)
 
 
+def cached_page(route):
+    """Keep a finished page (status 200, no job still running) in the result cache under its
+    URL: a page is a function of its URL and the cached results, and an upload clears both."""
+    @functools.wraps(route)
+    async def wrapper(request: Request) -> HTMLResponse:
+        state: WebState = request.app.state.cape
+        key = f"page:{request.url.path}?{request.url.query}"
+        hit = state.cache.get(key)
+        if hit is not None:
+            return HTMLResponse(hit)
+        response = await route(request)
+        if response.status_code == 200 and b"class='job'" not in response.body:
+            state.cache.put(key, bytes(response.body).decode())
+        return response
+
+    return wrapper
+
+
 # ------------------------------------------------------------------------------ overview
 @router.get("/", response_class=HTMLResponse)
+@cached_page
 async def overview(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("panel", "pair")
@@ -183,6 +203,7 @@ async def overview(request: Request) -> HTMLResponse:
 
 # ------------------------------------------------------------------------------ analyze
 @router.get("/analyze", response_class=HTMLResponse)
+@cached_page
 async def analyze(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("params", "hellaswag", "truthfulqa", "panel", "family", "d_model")
@@ -251,6 +272,7 @@ async def analyze(request: Request) -> HTMLResponse:
 
 # ------------------------------------------------------------------------------ families
 @router.get("/families", response_class=HTMLResponse)
+@cached_page
 async def families(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("panel", "family", "pair")
@@ -305,6 +327,7 @@ async def families(request: Request) -> HTMLResponse:
 
 # ------------------------------------------------------------------------------ frontier
 @router.get("/frontier", response_class=HTMLResponse)
+@cached_page
 async def frontier(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("panel", "subset", "swe", "gpqa", "lab", "date")
@@ -393,6 +416,7 @@ async def frontier(request: Request) -> HTMLResponse:
 
 # ------------------------------------------------------------------------------ structure and dynamics
 @router.get("/structure", response_class=HTMLResponse)
+@cached_page
 async def structure(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("panel", "matrix", "dynamics_panel", "family", "degree")
@@ -475,6 +499,7 @@ def _filterable(frame: pd.DataFrame, tid: str, caption: str) -> str:
 
 
 @router.get("/audit", response_class=HTMLResponse)
+@cached_page
 async def audit(request: Request) -> HTMLResponse:
     v = _view(request)
     p = v.params("panel", "as_of")

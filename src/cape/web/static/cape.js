@@ -13,7 +13,8 @@
       delete layout.width;
       target.dataset.drawn = "1";
       window.Plotly.newPlot(target, fig.data || [], layout,
-        {displaylogo: false, responsive: true, toImageButtonOptions: {format: "png", scale: 2}});
+        {displaylogo: false, responsive: true, showSendToCloud: false, showEditInChartStudio: false,
+         toImageButtonOptions: {format: "png", scale: 2}});
     });
   }
   function followJobs() {
