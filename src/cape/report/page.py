@@ -23,7 +23,7 @@ __all__ = ["PLOTLY_CONFIG", "FigureBlock", "TextBlock", "Section", "render_page"
 
 #: Plotly's in-page options: no logo link, nothing that sends a figure off the machine, a PNG
 #: button at the export size.
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False, "showEditInChartStudio": False,
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False,
                  "toImageButtonOptions": {"format": "png", "width": 1100, "scale": 2}}
 
 

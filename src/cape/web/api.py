@@ -9,7 +9,6 @@ field); 404 for an unknown panel, family, job or saved result; 400 when the engi
 the inputs (the message says why).
 """
 
-import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
@@ -20,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .. import __version__
 from ..analysis.results import jsonable
 from ..errors import CapeError
-from .analyses import ANALYSES, Analysis, NotFound, load_frame, panel_names
+from .analyses import ANALYSES, Analysis, load_frame
 from .state import WebState, http_status
 
 __all__ = ["router", "json_response"]

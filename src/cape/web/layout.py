@@ -9,7 +9,6 @@ with the Plotly bundled in the installed package.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -177,6 +176,3 @@ def job_block(job, *, what: str) -> str:
             f"<button type='button' class='cancel' data-job='{esc(job.id)}'>Cancel</button>"
             f"<noscript>Reload the page to see the result when it is done.</noscript></div>")
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj)

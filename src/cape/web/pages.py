@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from ..analysis.results import Estimate, fmt_num
 from ..errors import CapeError
 from . import layout as L
-from .analyses import ANALYSES, load_frame, panel_names
+from .analyses import load_frame, panel_names
 from .state import WebState, http_status, validation_messages
 
 __all__ = ["router"]
@@ -81,7 +81,7 @@ def _view(request: Request) -> View:
     return View(request=request, state=request.app.state.cape)
 
 
-def _panel_options(kinds: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+def _panel_options() -> list[tuple[str, str]]:
     return [(n, n) for n in panel_names()]
 
 

@@ -13,7 +13,7 @@
       delete layout.width;
       target.dataset.drawn = "1";
       window.Plotly.newPlot(target, fig.data || [], layout,
-        {displaylogo: false, responsive: true, showSendToCloud: false, showEditInChartStudio: false,
+        {displaylogo: false, responsive: true, showSendToCloud: false,
          toImageButtonOptions: {format: "png", scale: 2}});
     });
   }
