@@ -226,7 +226,9 @@ def test_a_finished_page_is_served_from_the_cache_until_an_upload(client):
     first = client.get(path, headers=HTML)
     assert first.status_code == 200
     state = client.app.state.cape
-    key = "page:/frontier?subset=core"
+    from cape.web.state import store_version
+
+    key = f"page:/frontier?subset=core|{store_version()}"
     assert state.cache.get(key) == first.text
     state.cache.put(key, "<!DOCTYPE html><p>from the cache</p>")        # the cached copy is what is served
     assert client.get(path, headers=HTML).text == "<!DOCTYPE html><p>from the cache</p>"
@@ -234,7 +236,32 @@ def test_a_finished_page_is_served_from_the_cache_until_an_upload(client):
     assert client.get(path, headers=HTML).text == first.text
     # a page with an error is not kept
     assert client.get("/frontier?panel=nope", headers=HTML).status_code == 404
-    assert state.cache.get("page:/frontier?panel=nope") is None
+    assert state.cache.get(f"page:/frontier?panel=nope|{store_version()}") is None
+
+
+def test_a_cape_ingest_outside_the_dashboard_is_seen(client, tmp_path):
+    """Results of a stored panel are keyed by the store's version: reads hit the cache, and
+    new data ingested from a terminal is a new computation with the new models."""
+    rows = [("1e8", 30, 45), ("4e8", 40, 43), ("1e9", 50, 40), ("3e9", 60, 42)]
+    first = tmp_path / "first.csv"
+    first.write_text("model,family,params,hellaswag,truthfulqa\n"
+                     + "".join(f"org/a-{i},fa,{p},{h},{t}\n" for i, (p, h, t) in enumerate(rows)))
+    cape.ingest(first, panel="outside")
+    try:
+        one = client.get("/api/coupling", params={"panel": "outside", "resamples": 200}).json()
+        again = client.get("/api/coupling", params={"panel": "outside", "resamples": 200}).json()
+        assert not one["cached"] and again["cached"]                    # reading does not change the store
+        assert [r["family"] for r in one["result"]["table"]] == ["fa"]
+        second = tmp_path / "second.csv"
+        second.write_text("model,family,params,hellaswag,truthfulqa\n"
+                          + "".join(f"org/b-{i},fb,{p},{h + 1},{t - 1}\n" for i, (p, h, t) in enumerate(rows)))
+        cape.ingest(second, panel="outside")                              # as `cape ingest` in a terminal
+        after = client.get("/api/coupling", params={"panel": "outside", "resamples": 200}).json()
+        assert not after["cached"]
+        assert sorted(r["family"] for r in after["result"]["table"]) == ["fa", "fb"]
+        assert "fb" in client.get("/families?panel=outside&family=fb", headers=HTML).text
+    finally:
+        cape.delete_panel("outside")
 
 
 def test_analyze_against_a_panel_too_small_to_calibrate(client, tmp_path):

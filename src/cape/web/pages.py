@@ -24,7 +24,7 @@ from ..analysis.results import Estimate, fmt_num
 from ..errors import CapeError
 from . import layout as L
 from .analyses import load_frame, panel_names
-from .state import WebState, http_status, validation_messages
+from .state import WebState, http_status, store_version, validation_messages
 
 __all__ = ["router"]
 
@@ -123,11 +123,12 @@ async def _run(fn: Callable[[], None]) -> None:
 
 def cached_page(route):
     """Keep a finished page (status 200, no job still running) in the result cache under its
-    URL: a page is a function of its URL and the cached results, and an upload clears both."""
+    URL and the store's version: a page is a function of its URL, the stored panels and the
+    cached results; an upload clears them all."""
     @functools.wraps(route)
     async def wrapper(request: Request) -> HTMLResponse:
         state: WebState = request.app.state.cape
-        key = f"page:{request.url.path}?{request.url.query}"
+        key = f"page:{request.url.path}?{request.url.query}|{store_version()}"   # panel lists change
         hit = state.cache.get(key)
         if hit is not None:
             return HTMLResponse(hit)

@@ -13,7 +13,30 @@ from ..errors import CapeError
 from .analyses import ANALYSES, Analysis, NotFound
 from .jobs import Job, Jobs, ResultCache, cache_key
 
-__all__ = ["WebState", "http_status", "validation_messages"]
+__all__ = ["WebState", "http_status", "store_version", "validation_messages"]
+
+
+def store_version() -> str:
+    """A token that changes when the store's data may have changed, so that results of
+    stored panels are recomputed after a `cape ingest` in a terminal too: the store's URL
+    and, for SQLite, the size and modification time of the database file and its WAL
+    journal (a stat each: microseconds). For a server database the URL alone: results stay
+    cached until an upload through the dashboard or a restart."""
+    from pathlib import Path
+
+    from ..store import default_url
+
+    url = default_url()
+    parts = [url]
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        for path in (db, db.with_name(db.name + "-wal")):
+            try:
+                st = path.stat()
+                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+            except OSError:
+                parts.append("-")
+    return "|".join(parts)
 
 
 def http_status(exc: BaseException) -> int:
@@ -59,7 +82,15 @@ class WebState:
         return ANALYSES[name].query.model_validate(params)
 
     def key(self, name: str, q: BaseModel) -> str:
-        return cache_key(name, q.model_dump(mode="json"))
+        """The cache key of ``name`` on ``q``; for a stored panel it includes the store's
+        version (:func:`store_version`), so new data means a new computation."""
+        from ..panels import is_builtin
+
+        params = q.model_dump(mode="json")
+        panel = params.get("panel")
+        if isinstance(panel, str) and not is_builtin(panel):
+            params = params | {"_store": store_version()}
+        return cache_key(name, params)
 
     def cached(self, name: str, q: BaseModel) -> Any:
         return self.cache.get(self.key(name, q))
