@@ -25,6 +25,20 @@ VOCAB_SIZE = 128          # >= 4 special tokens + 95 printable ASCII characters 
 HEADS = 4
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
+#: Questions with a true and a false statement each: a small contrast set for tiny models.
+TRUE_FALSE_FACTS = [("What colour is the sky?", "The sky is blue", "The sky is green"),
+         ("How many legs has a cat?", "A cat has four legs", "A cat has six legs"),
+         ("Is ice cold?", "Ice is cold", "Ice is hot"),
+         ("What do bees make?", "Bees make honey", "Bees make milk"),
+         ("Where does the sun rise?", "The sun rises in the east", "The sun rises in the west"),
+         ("Is water wet?", "Water is wet", "Water is dry"),
+         ("What is 2+2?", "It is 4", "It is 5"),
+         ("Do fish swim?", "Fish swim", "Fish fly"),
+         ("Is fire hot?", "Fire is hot", "Fire is cold"),
+         ("What do cows eat?", "Cows eat grass", "Cows eat rocks"),
+         ("Is snow white?", "Snow is white", "Snow is black"),
+         ("Do birds fly?", "Most birds fly", "No bird flies")]
+
 # architecture -> (config class name, config keywords given (n_layers, hidden))
 _CONFIGS = {
     "llama": ("LlamaConfig", lambda n, h: dict(num_hidden_layers=n, hidden_size=h, intermediate_size=2 * h,

@@ -19,20 +19,9 @@ from cape.steer.extraction import extract  # noqa: E402
 from cape.steer.layers import find_layers  # noqa: E402
 from cape.steer.models import LoadedModel  # noqa: E402
 
-from steer_tiny import tiny_model  # noqa: E402
+from steer_tiny import TRUE_FALSE_FACTS, tiny_model  # noqa: E402
 
-FACTS = [("What colour is the sky?", "The sky is blue", "The sky is green"),
-         ("How many legs has a cat?", "A cat has four legs", "A cat has six legs"),
-         ("Is ice cold?", "Ice is cold", "Ice is hot"),
-         ("What do bees make?", "Bees make honey", "Bees make milk"),
-         ("Where does the sun rise?", "The sun rises in the east", "The sun rises in the west"),
-         ("Is water wet?", "Water is wet", "Water is dry"),
-         ("What is 2+2?", "It is 4", "It is 5"),
-         ("Do fish swim?", "Fish swim", "Fish fly"),
-         ("Is fire hot?", "Fire is hot", "Fire is cold"),
-         ("What do cows eat?", "Cows eat grass", "Cows eat rocks"),
-         ("Is snow white?", "Snow is white", "Snow is black"),
-         ("Do birds fly?", "Most birds fly", "No bird flies")]
+FACTS = TRUE_FALSE_FACTS
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from cape.web import create_app  # noqa: E402
 from cape.web import steering  # noqa: E402
 
-from steer_tiny import save_tiny_llama  # noqa: E402
+from steer_tiny import TRUE_FALSE_FACTS, save_tiny_llama  # noqa: E402
 
-FACTS = [("What colour is the sky?", "The sky is blue", "The sky is green"),
-         ("How many legs has a cat?", "A cat has four legs", "A cat has six legs"),
-         ("Is ice cold?", "Ice is cold", "Ice is hot"),
-         ("What do bees make?", "Bees make honey", "Bees make milk"),
-         ("Where does the sun rise?", "The sun rises in the east", "The sun rises in the west"),
-         ("Is water wet?", "Water is wet", "Water is dry"),
-         ("What is 2+2?", "It is 4", "It is 5"),
-         ("Do fish swim?", "Fish swim", "Fish fly"),
-         ("Is fire hot?", "Fire is hot", "Fire is cold"),
-         ("What do cows eat?", "Cows eat grass", "Cows eat rocks")]
+FACTS = TRUE_FALSE_FACTS[:10]
 PROMPT = "Q: Is the sky green?\nA:"
 
 

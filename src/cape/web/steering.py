@@ -184,18 +184,23 @@ def _slot(state: WebState) -> ModelSlot:
         return slot
 
 
+def _is(path_text: str, check) -> bool:
+    """``check(Path(path_text))`` (exists, is_file), False where the name cannot be a path
+    here (too long, a NUL byte, no home folder for ~)."""
+    try:
+        return bool(check(Path(path_text).expanduser()))
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def _model_key(name: str) -> str:
     """The identity of a model name without importing torch: the alias, or the absolute path
     of an existing file or folder. A missing path is a 404; no hub ids here."""
     text = name.strip()
     if text.lower() == DEFAULT_MODEL:
         return DEFAULT_MODEL
-    try:
-        path = Path(text).expanduser()
-        found = path.exists()
-    except (OSError, ValueError, RuntimeError):      # a name too long, a NUL byte, no home folder
-        found = False
-    if not found:
+    path = Path(text).expanduser() if _is(text, Path.exists) else None
+    if path is None:
         raise HTTPException(404, f"model '{text}': no such file or folder (the dashboard loads local models only: "
                                  f"'{DEFAULT_MODEL}', a model folder with config.json, or a .gguf file)")
     return str(path.resolve())
@@ -298,12 +303,8 @@ def _chosen_layers(vector, layer: int | None) -> list[int]:
 
 
 def _read_vector(path_text: str):
-    try:
-        path = Path(path_text).expanduser()
-        found = path.is_file()
-    except (OSError, ValueError, RuntimeError):      # a name too long, a NUL byte, no home folder
-        found = False
-    if not found:
+    path = Path(path_text).expanduser() if _is(path_text, Path.is_file) else None
+    if path is None:
         raise HTTPException(404, f"vector '{path_text}': no such file (give the path of a vector saved by "
                                  "`cape steer extract --out FILE.safetensors`)")
     from ..steer.vector import SteeringVector
