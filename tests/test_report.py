@@ -23,9 +23,10 @@ import pytest
 from cape.analysis import running_coupling, width_normalization
 from cape.analysis.results import Result
 from cape.errors import CapeError
-from cape.report import build_report, export_static, figures, find_browser
+from cape.report import build_report, export_static, figures
 from cape.report import export as export_mod
 
+from browser_tools import need_browser, need_playwright
 from conftest import cached_panel, run_cli
 
 #: Figures every report has (paper A 6, dynamics 2, paper B 5).
@@ -81,24 +82,6 @@ class StandInSteering(Result):
 
 
 # ------------------------------------------------------------------------------ helpers
-def need_browser() -> str:
-    path = find_browser()
-    if path is None:
-        msg = "no Chromium browser on PATH (scripts/setup-dev.sh installs Debian's chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-def need_playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("playwright is not installed (it is in the test extra)")
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    return sync_playwright
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -45,6 +45,8 @@ import pytest
 
 from cape.analysis.results import fmt_num
 
+from browser_tools import need_browser, need_playwright
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,24 +73,6 @@ AXE_KNOWN: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------ tools
-def need_playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("playwright is not installed (it is in the test extra)")
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    return sync_playwright
-
-
-def need_browser() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        msg = "no chromium on PATH (scripts/setup-dev.sh installs Debian's chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def axe_source() -> str:
