@@ -124,25 +124,78 @@ def join_flags(*groups: object) -> str:
     return ";".join(sorted(out))
 
 
+def _typed_fast(series: pd.Series, dtype: str):
+    """``series`` as ``dtype`` without a trip through Python objects, where that gives what
+    :func:`_typed`'s general path gives; ``None`` where it does not apply."""
+    kind = series.dtype
+    if dtype == "string":
+        if isinstance(kind, pd.StringDtype):
+            return series.array if kind == pd.StringDtype() else series.astype(dtype).array
+        if isinstance(kind, pd.CategoricalDtype):
+            if pd.api.types.infer_dtype(kind.categories, skipna=False) in ("string", "empty"):
+                return _take(series, pd.array(kind.categories.to_numpy(dtype=object), dtype=dtype))
+            return None
+        if kind == object:
+            values = series.to_numpy(dtype=object)
+            if pd.api.types.infer_dtype(values, skipna=True) == "string":
+                isna = pd.isna(values)
+                if isna.any():
+                    values = values.copy()
+                    values[isna] = None
+                return pd.array(values, dtype=dtype)
+        return None
+    if kind != object and not isinstance(kind, (pd.StringDtype, pd.CategoricalDtype)) \
+            and pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind):
+        try:
+            return series.astype(dtype).array
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _take(series: pd.Series, categories):
+    """A categorical column's values, taken from ``categories`` converted once."""
+    return categories.take(series.cat.codes.to_numpy(), allow_fill=True)
+
+
+def _as_listed(series: pd.Series):
+    """``series.tolist()`` as a column (what pandas infers from the plain values), without
+    the list where the result is known: numbers stay as they are, a categorical of text
+    becomes pandas' default text column."""
+    kind = series.dtype
+    if kind.kind in "if" and not isinstance(kind, pd.api.extensions.ExtensionDtype):
+        return series.to_numpy(copy=True)
+    if isinstance(kind, pd.CategoricalDtype) and len(kind.categories) \
+            and pd.api.types.infer_dtype(kind.categories, skipna=False) == "string":
+        cats = kind.categories.tolist()
+        text = pd.Series(cats).dtype  # the dtype pandas gives a list of these values
+        if isinstance(text, pd.StringDtype):
+            return _take(series, pd.array(cats, dtype=text))
+    return series.tolist()
+
+
 def _typed(frame: pd.DataFrame, columns: dict[str, str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    out = pd.DataFrame(index=range(len(frame)))
     frame = frame.reset_index(drop=True)
+    data = {}
     for col, dtype in columns.items():
         if col in frame.columns:
             series = frame[col]
-            if dtype == "string":
+            fast = _typed_fast(series, dtype)
+            if fast is not None:
+                data[col] = fast
+            elif dtype == "string":
                 series = series.astype("object").where(series.notna(), None)
                 series = series.map(lambda v: v if v is None else str(v))
-                out[col] = pd.array(series.tolist(), dtype=dtype)
+                data[col] = pd.array(series.tolist(), dtype=dtype)
             else:
                 values = pd.to_numeric(series.astype("object").where(series.notna(), None))
-                out[col] = pd.array(values, dtype=dtype) if len(values) else pd.array([], dtype=dtype)
+                data[col] = pd.array(values, dtype=dtype) if len(values) else pd.array([], dtype=dtype)
         else:
-            out[col] = pd.array([None] * len(frame), dtype=dtype)
+            data[col] = pd.array([None], dtype=dtype).take(np.zeros(len(frame), dtype=np.intp))
     for col in extra:
         if col in frame.columns:
-            out[col] = frame[col].tolist()
-    return out
+            data[col] = _as_listed(frame[col])
+    return pd.DataFrame(data, index=range(len(frame)))
 
 
 def normalise_run_date(values: pd.Series) -> pd.Series:
@@ -271,10 +324,15 @@ class Dataset:
         ids = scores["model"].astype("string").str.strip()
         _fail(scores, ids.isna() | (ids == ""), "model", lambda r: "model id is empty")
         bench = scores["benchmark"]
-        flagged = scores["flags"].fillna("").astype(str).str.split(";").apply(
-            lambda fs: UNREGISTERED in fs) if "flags" in scores else pd.Series(False, index=scores.index)
-        own = bench.astype("string").map(lambda b: b is not pd.NA and unregistered_name(b) == b, na_action=None)
-        known = bench.isin(list(BENCHMARKS)) | (flagged & own.fillna(False).astype(bool))
+        # each distinct flags text and benchmark name is looked at once
+        if "flags" in scores:
+            codes, uniques = pd.factorize(scores["flags"].fillna("").astype(str))
+            flagged = np.array([UNREGISTERED in u.split(";") for u in uniques] + [False])[codes]
+        else:
+            flagged = np.zeros(len(scores), dtype=bool)
+        codes, uniques = pd.factorize(bench.astype("string"))
+        own = np.array([unregistered_name(b) == b for b in uniques] + [False])[codes]
+        known = bench.isin(list(BENCHMARKS)) | pd.Series(flagged & own, index=scores.index)
         _fail(scores, bench.isna() | ~known, "benchmark",
               lambda r: f"unknown benchmark '{r['benchmark']}'")
         value = scores["value"].astype("Float64")
@@ -301,25 +359,38 @@ class Dataset:
 
     @staticmethod
     def _dedupe_scores(scores: pd.DataFrame) -> pd.DataFrame:
+        """One row per (model, benchmark, variant, source); rows that repeat a key with
+        another value are an error listing every row of the first such key."""
         if scores.empty:
             return scores
         key = list(SCORE_KEY)
-        filled = scores[key].astype("object").where(scores[key].notna(), "")
-        groups = filled.groupby(key, sort=False, dropna=False).indices
-        keep = []
-        for k, idx in groups.items():
-            values = scores["value"].iloc[idx].astype(float).to_numpy()
-            if len(idx) > 1 and not np.allclose(values, values[0], rtol=0, atol=1e-9):
-                rows = [f"{scores['_file'].iloc[i]} row {scores['_row'].iloc[i]} = {values[j]:g}"
-                        for j, i in enumerate(idx)]
-                raise InputError(
-                    f"duplicate rows give different values for model '{k[0]}', {k[1]} "
-                    f"({k[2] or UNSPECIFIED}), source '{k[3]}': " + "; ".join(rows),
-                    field=str(scores["_field"].iloc[idx[0]] or k[1]),
-                    hint="keep one row per model, benchmark, variant and source",
-                )
-            keep.append(idx[0])
-        return scores.iloc[sorted(keep)]
+        filled = pd.DataFrame({c: scores[c].fillna("") for c in key})
+        repeat = filled.duplicated(keep=False).to_numpy()
+        if not repeat.any():
+            return scores
+        # repeated keys only: group, compare each value with its key's first
+        at = np.flatnonzero(repeat)
+        sub = filled.iloc[at]
+        group = sub.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+        values = scores["value"].iloc[at].astype(float).to_numpy()
+        first_at = np.zeros(group.max() + 1, dtype=np.int64)
+        first_at[group[::-1]] = np.arange(len(group))[::-1]
+        differs = ~(np.abs(values - values[first_at[group]]) <= 1e-9)
+        if differs.any():
+            # the first key (by first appearance, the order groupby gives) whose values differ
+            g = group[differs].min()
+            idx = at[group == g]
+            k = tuple(filled.iloc[idx[0]].tolist())
+            vals = values[group == g]
+            rows = [f"{scores['_file'].iloc[i]} row {scores['_row'].iloc[i]} = {vals[j]:g}"
+                    for j, i in enumerate(idx)]
+            raise InputError(
+                f"duplicate rows give different values for model '{k[0]}', {k[1]} "
+                f"({k[2] or UNSPECIFIED}), source '{k[3]}': " + "; ".join(rows),
+                field=str(scores["_field"].iloc[idx[0]] or k[1]),
+                hint="keep one row per model, benchmark, variant and source",
+            )
+        return scores.iloc[np.flatnonzero(~filled.duplicated(keep="first").to_numpy())]
 
     @staticmethod
     def _merge_models(models: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -327,8 +398,9 @@ class Dataset:
 
         Models that only appear in ``scores`` get a bare row (id only).
         """
-        known = set(models["model"].dropna())
-        missing = [m for m in dict.fromkeys(scores["model"].tolist()) if m not in known]
+        ids = scores["model"].drop_duplicates()
+        known = pd.Series(models["model"].dropna().to_numpy(dtype=object), dtype=object)
+        missing = ids[~pd.Series(ids.to_numpy(dtype=object), dtype=object).isin(known).to_numpy()].tolist()
         if missing:
             bare = Dataset.from_frames(pd.DataFrame({"model": missing}), None).models
             for col in models.columns:
@@ -337,8 +409,12 @@ class Dataset:
             models = pd.concat([models, bare[models.columns]], ignore_index=True) if len(models) else bare
         if models["model"].is_unique:
             return models
-        out = []
         meta_cols = [c for c in models.columns if c not in ("model", "flags", *_ORIGIN)]
+        try:
+            return Dataset._merge_repeated(models, meta_cols)
+        except _Unhashable:
+            pass
+        out = []
         for mid, grp in models.groupby("model", sort=False):
             merged = grp.iloc[0].copy()
             for col in meta_cols:
@@ -355,3 +431,61 @@ class Dataset:
             merged["flags"] = join_flags(*grp["flags"].tolist())
             out.append(merged)
         return pd.DataFrame(out).reset_index(drop=True).astype(models.dtypes.to_dict())
+
+    @staticmethod
+    def _merge_repeated(models: pd.DataFrame, meta_cols: list[str]) -> pd.DataFrame:
+        """:meth:`_merge_models` for a table whose ids repeat, column by column: the first
+        row of each id, each field its first given value, flags joined. Conflicts are
+        reported by the per-id code, run on the first id that has one."""
+        grouped = models.groupby("model", sort=False)
+        firsts = ~models["model"].duplicated().to_numpy()
+        ids = models["model"].iloc[np.flatnonzero(firsts)]  # in order of first appearance
+        conflict = np.zeros(len(ids), dtype=bool)
+        for col in meta_cols:
+            try:
+                distinct = grouped[col].nunique(dropna=True).reindex(ids).to_numpy()
+            except TypeError:
+                raise _Unhashable from None
+            conflict |= distinct > 1
+        if conflict.any():
+            mid = ids.iloc[int(np.argmax(conflict))]
+            grp = models[(models["model"] == mid).to_numpy(dtype=bool)]
+            for col in meta_cols:
+                vals = [v for v in grp[col].tolist() if v is not None and v is not pd.NA
+                        and not (isinstance(v, float) and math.isnan(v))]
+                distinct = list(dict.fromkeys(vals))
+                if len(distinct) > 1:
+                    rows = ", ".join(f"row {r}" for r in grp["_row"].tolist())
+                    raise InputError(
+                        f"model '{mid}' has conflicting {col} values {distinct} ({rows})",
+                        file=grp["_file"].iloc[0], field=col,
+                    )
+        out = models.iloc[np.flatnonzero(firsts)].reset_index(drop=True)
+        if meta_cols:
+            given = grouped[meta_cols].first().reindex(ids)  # the first value that is not missing
+            for col in meta_cols:
+                values = given[col].to_numpy(dtype=object)
+                fill = ~pd.isna(values) & pd.isna(out[col].to_numpy(dtype=object))
+                if fill.any():
+                    column = out[col].astype(object)
+                    column[fill] = values[fill]
+                    out[col] = column
+        # flags: the union of each id's flags, each distinct text split once
+        flags = models["flags"].astype(object).where(models["flags"].notna(), None)
+        pairs = pd.DataFrame({"model": models["model"], "flags": flags}).drop_duplicates()
+        one = ~pairs["model"].duplicated(keep=False).to_numpy()
+        joined = {}
+        for text in pairs["flags"][one].unique():
+            joined[text] = join_flags(text)
+        merged = pairs[one].set_index("model")["flags"].map(lambda t: joined[t]).to_dict()
+        for mid, grp in pairs[~one].groupby("model", sort=False):  # ids whose rows differ in flags
+            merged[mid] = join_flags(*grp["flags"].tolist())
+        out["flags"] = out["model"].map(merged).to_numpy(dtype=object)
+        for col in out.columns:  # as a frame built from rows would infer them
+            if out[col].dtype == object:
+                out[col] = pd.Series(out[col].tolist(), index=out.index)
+        return out.reset_index(drop=True).astype(models.dtypes.to_dict())
+
+
+class _Unhashable(Exception):
+    """A metadata column holds values that cannot be compared in bulk."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import InputError
@@ -204,28 +205,70 @@ def read_results(
         if rec["benchmark"] in rows.unregistered:
             rec["flags"] = ";".join(filter(None, [rec.get("flags") or "", UNREGISTERED]))
     stored = {rec["benchmark"] for rec in rows.scores}
+    for frame in rows.score_frames():     # the same for tables read in bulk
+        _flag_unregistered(frame, rows.unregistered)
+        stored.update(frame["benchmark"].dropna().unique().tolist())
     result.unregistered = {k: v for k, v in rows.unregistered.items() if k in stored}
     if strict:
-        _refuse_dropped(rows.scores)
-    if not rows.scores:
+        _refuse_dropped(rows.scores if not rows.frames else rows.score_table())
+    if not rows.n_scores:
         raise InputError("no scores found in " + ", ".join(result.files or map(str, paths)))
-    models = pd.DataFrame.from_records(rows.models)
+    models = rows.model_table()
     if family is not None:
         models["family"] = models["family"].where(models["family"].notna(), family) if "family" in models else family
     if kind is not None:
         models["kind"] = models["kind"].where(models["kind"].notna(), kind) if "kind" in models else kind
-    scores = pd.DataFrame.from_records(rows.scores)
-    result.dataset = Dataset.from_frames(models, scores).validate()
+    scores = rows.score_table()
+    del rows
+    data = Dataset.from_frames(models, scores)
+    del models, scores  # the typed copies are all that is needed from here
+    result.dataset = data.validate()
     return result
 
 
-def _refuse_dropped(scores: list[dict]) -> None:
+def _flag_unregistered(frame: pd.DataFrame, unregistered: dict[str, str]) -> None:
+    """Add the flag ``unregistered`` to a bulk-read score table's tasks CAPE does not know."""
+    hit = frame["benchmark"].isin(list(unregistered)).to_numpy(dtype=bool)
+    if not hit.any():
+        return
+    old = frame["flags"] if "flags" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    old = old.astype(object)
+    keep = old.notna().to_numpy(dtype=bool) & (old != "").to_numpy(dtype=bool)
+    new = old.where(~hit, None)
+    new[hit & keep] = old[hit & keep] + ";" + UNREGISTERED
+    new[hit & ~keep] = UNREGISTERED
+    frame["flags"] = new
+
+
+def _dropping(flags: str) -> list[str]:
+    return [f for f in split_flags(flags) if f == UNREGISTERED
+            or (FLAGS.get(flag_name(f)) is not None and FLAGS[flag_name(f)].rule == "drop")]
+
+
+def _refuse_dropped(scores: list[dict] | pd.DataFrame) -> None:
     """``strict``: the first score whose flags --clean would drop is an error naming it."""
-    bad = [(rec, f) for rec in scores for f in split_flags(rec.get("flags"))
-           if f == UNREGISTERED or (FLAGS.get(flag_name(f)) is not None and FLAGS[flag_name(f)].rule == "drop")]
-    if bad:
-        rec, flag = bad[0]
-        more = f"; {len(bad) - 1} more flagged score(s)" if len(bad) > 1 else ""
+    if isinstance(scores, pd.DataFrame):  # the same, over a table: each distinct flags text once
+        if "flags" not in scores.columns or not len(scores):
+            return
+        flags = scores["flags"].astype(object)
+        flags = flags.where(flags.notna(), None)
+        codes, uniques = pd.factorize(flags)
+        per = [_dropping(u) for u in uniques]
+        count = np.array([len(x) for x in per] + [0])[codes]  # code -1 (no flags): none
+        if not count.any():
+            return
+        i = int(np.argmax(count > 0))
+        rec = {c: scores[c].iat[i] for c in ("_file", "_row", "_field") if c in scores.columns}
+        rec = {c: (None if v is None or (isinstance(v, float) and v != v) else v) for c, v in rec.items()}
+        if isinstance(rec.get("_row"), float):  # a column of line numbers with gaps became floats
+            rec["_row"] = int(rec["_row"])
+        first, total = (rec, per[codes[i]][0]), int(count.sum())
+    else:
+        bad = [(rec, f) for rec in scores for f in _dropping(rec.get("flags"))]
+        first, total = (bad[0] if bad else None), len(bad)
+    if total:
+        rec, flag = first
+        more = f"; {total - 1} more flagged score(s)" if total > 1 else ""
         meaning = FLAGS[flag_name(flag)].meaning.split(";")[0]
         raise InputError(f"{flag}: {meaning}{more}",
                          file=rec.get("_file"), row=rec.get("_row"), field=rec.get("_field"),

@@ -111,12 +111,19 @@ def file_run_date(doc, name: str, *, label: str) -> str | None:
 
 @dataclass
 class Rows:
-    """Model and score records gathered by an importer, each with its origin."""
+    """Model and score records gathered by an importer, each with its origin.
+
+    Records are dicts in ``models`` and ``scores``; a large table is read in bulk instead, as
+    a pair of DataFrames in ``frames`` (same columns as the dicts would have). Each entry of
+    ``frames`` is ``(n_models, n_scores, models, scores)``: the number of dict records that
+    came before it, so that :meth:`model_table` and :meth:`score_table` keep reading order.
+    """
 
     models: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unregistered: dict[str, str] = field(default_factory=dict)
+    frames: list[tuple] = field(default_factory=list)
 
     def benchmark(self, name: str, *, skip_unknown: bool, label: str, what: str,
                   row: str | int | None = None, field: str | None = None):
@@ -140,7 +147,47 @@ class Rows:
             return BenchmarkName(own)
         return found
 
+    def add_frames(self, models, scores) -> None:
+        """Append a bulk-read table (a models and a scores DataFrame) after the records so far."""
+        self.frames.append((len(self.models), len(self.scores), models, scores))
+
+    @property
+    def n_scores(self) -> int:
+        return len(self.scores) + sum(len(f[3]) for f in self.frames)
+
+    def score_frames(self) -> list:
+        """The bulk-read score tables (for in-place changes such as flags)."""
+        return [f[3] for f in self.frames]
+
+    def model_table(self):
+        """Every model record, dicts and bulk-read tables, in reading order, as one DataFrame."""
+        return self._table(self.models, 0, 2)
+
+    def score_table(self):
+        """Every score record, dicts and bulk-read tables, in reading order, as one DataFrame."""
+        return self._table(self.scores, 1, 3)
+
+    def _table(self, records: list[dict], at: int, which: int):
+        import pandas as pd
+
+        if not self.frames:
+            return pd.DataFrame.from_records(records)
+        pieces, start = [], 0
+        for part in self.frames:
+            if part[at] > start:
+                pieces.append(pd.DataFrame.from_records(records[start:part[at]]))
+                start = part[at]
+            pieces.append(part[which])
+        if start < len(records):
+            pieces.append(pd.DataFrame.from_records(records[start:]))
+        pieces = [p for p in pieces if len(p)] or pieces[:1]
+        if len(pieces) == 1:
+            return pieces[0]
+        return pd.concat(pieces, ignore_index=True)
+
     def extend(self, other: "Rows") -> None:
+        for nm, ns, mf, sf in other.frames:
+            self.frames.append((nm + len(self.models), ns + len(self.scores), mf, sf))
         self.models.extend(other.models)
         self.scores.extend(other.scores)
         self.skipped.extend(other.skipped)
