@@ -6,9 +6,13 @@
 
 Targets:
 
-1. ``cape report --out DIR`` as a user runs it (a fresh process: imports, every analysis
-   with 10,000-resample bootstraps, every figure, the HTML page, and a PNG and an SVG of
-   each figure through a headless Chromium)                                      <= 60 s
+1. ``cape report --out DIR`` as a user runs it (a fresh process: imports, the claims audit
+   and its replication, every analysis with 10,000-resample bootstraps, every figure, the
+   HTML page, and a PNG and an SVG of each figure through a headless Chromium)   <= 20 s
+   (issue 18; it was 60 s before). The static export runs in one browser session that
+   starts with the report and renders each figure while the next is drawn, so its stages
+   overlap: ``static export`` is its own span, ``static export wait`` what the report
+   waited for it at the end.
 2. the same with ``--no-static`` (no browser), for reference
 
 This is not a test: it measures and prints, and always exits 0 unless something raises.
@@ -30,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_coupling import _fmt_s, machine_info  # noqa: E402
 
-LIMIT_REPORT_S = 60.0
+LIMIT_REPORT_S = 20.0          # issue 18 (the target before it: 60 s)
 
 
 def _run(args: list[str]) -> tuple[float, dict]:
@@ -51,7 +55,9 @@ def bench(target: str, args: list[str], repeat: int, limit: float | None) -> dic
     last = runs[-1][1]
     rec = {"target": target, "what": "cape report " + " ".join(["--out DIR", *args]).strip(),
            "time_s": med, "min_s": min(times), "figures": len(last["figures"]),
-           "static": last["static_note"], "stages_s": last["timings"]}
+           "static": last["static_note"], "stages_s": last["timings"],
+           # start-up and the claims audit (with its replication), which run before the report
+           "before_report_s": runs[-1][0] - last["timings"]["total"]}
     if limit is not None:
         rec |= {"limit_s": limit, "ratio": limit / med, "pass": med <= limit}
     return rec
@@ -78,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             line += (f"; limit {_fmt_s(r['limit_s'])}, limit / time = {r['ratio']:.1f}x "
                      f"{'PASS' if r['pass'] else 'FAIL'}")
         print(line)
-        print("    stages of the last run: " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in r["stages_s"].items())
-              + f"; {r['static']}")
+        print(f"    stages of the last run: start-up and audit {_fmt_s(r['before_report_s'])}, then "
+              + ", ".join(f"{k} {_fmt_s(v)}" for k, v in r["stages_s"].items()) + f"; {r['static']}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
 

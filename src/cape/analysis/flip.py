@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .. import stats
 from ..errors import CapeError
@@ -115,41 +114,141 @@ def _strata(y: np.ndarray, Z: np.ndarray, codes: np.ndarray, n_families: int) ->
     return _Strata(T, np.concatenate(mults), starts, owner, t_obs, info)
 
 
-def _loglik_parts(S: _Strata, theta: np.ndarray):
+#: Families with at most this many distinct subset statistics share one padded block (numpy
+#: sums the 7 or fewer terms after a family's first in sequence, so pads of 0 change nothing).
+_SEQUENTIAL_ROWS = 8
+
+
+def _blocks(S: _Strata) -> list[tuple]:
+    """The informative families of ``S`` laid out densely for :func:`_moments`: statistics
+    on the first axis, resamples on the last (contiguous, so every operation runs over all
+    resamples at once). One block holds the families with at most :data:`_SEQUENTIAL_ROWS`
+    distinct statistics (padded with statistic 0 and log-multiplicity -inf, which add exactly
+    0 to every sum), one block each larger row count. A block is (families (Fb,),
+    T (K, Fb, p), T (K, p, Fb, 1), log-multiplicity (K, Fb, 1), T_p T_q (K, p, p, Fb, 1))."""
+    counts = np.diff(np.r_[S.starts, len(S.owner)])
+    info = np.flatnonzero(S.informative)
+    small = info[counts[info] <= _SEQUENTIAL_ROWS]
+    groups = [small] if small.size else []
+    groups += [info[counts[info] == k] for k in np.unique(counts[info]) if k > _SEQUENTIAL_ROWS]
+    out = []
+    for fams in groups:
+        K = int(counts[fams].max())
+        pos = np.arange(K)[:, None]
+        valid = pos < counts[fams][None, :]                                # (K, Fb)
+        rows = np.where(valid, S.starts[fams][None, :] + pos, 0)
+        T = np.where(valid[:, :, None], S.T[rows], 0.0)                      # (K, Fb, p)
+        L = np.where(valid, S.logmult[rows], -np.inf)[:, :, None]
+        Tq = T.transpose(0, 2, 1)                                            # (K, p, Fb)
+        outer = Tq[:, :, None] * Tq[:, None, :]
+        out.append((fams, T, np.ascontiguousarray(Tq)[..., None], L, np.ascontiguousarray(outer)[..., None]))
+    return out
+
+
+def _pairwise(x: np.ndarray, lo: int, n: int) -> np.ndarray:
+    """numpy's pairwise sum of ``x[lo:lo+n]`` over the first axis, term for term (so that a
+    family's sums do not depend on the layout: the same rounding as ``np.add.reduceat``)."""
+    if n < 8:
+        res = x[lo].copy()
+        for i in range(lo + 1, lo + n):
+            res += x[i]
+        return res
+    if n <= 128:
+        r = x[lo:lo + 8].copy()
+        end = lo + n - n % 8
+        for i in range(lo + 8, end, 8):
+            r += x[i:i + 8]
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for i in range(end, lo + n):
+            res += x[i]
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(x, lo, n2) + _pairwise(x, lo + n2, n - n2)
+
+
+def _segment_sum(x: np.ndarray) -> np.ndarray:
+    """Sum over the first axis (a family's statistics) as ``np.add.reduceat`` sums one
+    family: its first term plus the pairwise sum of the rest. Loops over statistics, never
+    over resamples."""
+    return x[0] + _pairwise(x, 1, x.shape[0] - 1)
+
+
+def _linear(T: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Statistics T (..., p) times coefficients theta (R, p): (..., R); with one
+    coefficient a plain product."""
+    if theta.shape[1] == 1:
+        return T[..., 0, None] * theta[:, 0]
+    return T @ theta.T
+
+
+def _moments(S: _Strata, theta: np.ndarray, blocks: list, ET: np.ndarray, cov: np.ndarray) -> None:
+    """E[T] and Cov[T] under ``theta`` (R, p) of every informative family, written into
+    ``ET`` (R, F, p) and ``cov`` (R, F, p, p), whose other families hold their one
+    statistic and 0 (see :func:`_loglik_parts`)."""
+    for fams, T, Tq, L, outer in blocks:
+        eta = _linear(T, theta) + L                                          # (K, Fb, R)
+        e = np.exp(eta - eta.max(axis=0))
+        prob = e / _segment_sum(e)
+        et = _segment_sum(prob[:, None] * Tq)                                # (p, Fb, R)
+        ett = _segment_sum(prob[:, None, None] * outer)                      # (p, p, Fb, R)
+        ET[:, fams] = et.transpose(2, 1, 0)
+        cov[:, fams] = (ett - et[:, None] * et[None, :]).transpose(3, 2, 0, 1)
+
+
+def _loglik(S: _Strata, theta: np.ndarray, blocks: list) -> np.ndarray:
+    """Per-family conditional log-likelihood (R, F) at ``theta`` (R, p)."""
+    lse = _linear(S.T[S.starts], theta) + S.logmult[S.starts][:, None]     # (F, R): one statistic
+    for fams, T, _, L, _ in blocks:
+        eta = _linear(T, theta) + L
+        mx = eta.max(axis=0)
+        lse[fams] = mx + np.log(_segment_sum(np.exp(eta - mx)))
+    return np.ascontiguousarray((_linear(S.t_obs, theta) - lse).T)
+
+
+def _template(S: _Strata, R: int) -> tuple[np.ndarray, np.ndarray]:
+    """E[T] (R, F, p) and Cov[T] (R, F, p, p) of the families with one statistic (that
+    statistic, 0): :func:`_moments` fills in the others."""
+    first = S.T[S.starts]
+    F, p = first.shape
+    return np.broadcast_to(first, (R, F, p)).copy(), np.zeros((R, F, p, p))
+
+
+def _loglik_parts(S: _Strata, theta: np.ndarray, blocks: list | None = None):
     """Per-family conditional log-likelihood, its gradient and Hessian pieces at ``theta``
-    (R, p): returns ll (R, F), E[T] (R, F, p), Cov[T] (R, F, p, p)."""
-    eta = theta @ S.T.T + S.logmult                          # (R, M)
-    mx = np.maximum.reduceat(eta, S.starts, axis=1)          # (R, F)
-    e = np.exp(eta - mx[:, S.owner])
-    tot = np.add.reduceat(e, S.starts, axis=1)
-    lse = mx + np.log(tot)
-    prob = e / tot[:, S.owner]                               # (R, M)
-    ET = np.add.reduceat(prob[:, :, None] * S.T[None], S.starts, axis=1)          # (R, F, p)
-    outer = S.T[:, :, None] * S.T[:, None, :]                                       # (M, p, p)
-    ETT = np.add.reduceat(prob[:, :, None, None] * outer[None], S.starts, axis=1)  # (R, F, p, p)
-    ll = theta @ S.t_obs.T - lse
-    cov = ETT - ET[..., :, None] * ET[..., None, :]
-    return ll, ET, cov
+    (R, p): returns ll (R, F), E[T] (R, F, p), Cov[T] (R, F, p, p). A family with one
+    distinct statistic (no information) has E[T] = its statistic and Cov[T] = 0; the
+    others are computed in the dense ``blocks`` of :func:`_blocks`, all resamples at once."""
+    blocks = _blocks(S) if blocks is None else blocks
+    ET, cov = _template(S, theta.shape[0])
+    _moments(S, theta, blocks, ET, cov)
+    return _loglik(S, theta, blocks), ET, cov
 
 
 def conditional_logit(S: _Strata, W: np.ndarray, *, penalty_sd: float = PENALTY_SD,
                       iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """Penalised, weighted conditional-logit fits, one per row of ``W`` (R, F: each family's
     weight in that fit, e.g. bootstrap counts times the equal-family weights), all at once
-    by Newton's method. Returns (coefficients (R, p), penalised log-likelihood (R,))."""
+    by Newton's method (every array is (R, ...): no loop over fits). Returns (coefficients
+    (R, p), penalised log-likelihood (R,))."""
     R, p = W.shape[0], S.T.shape[1]
     theta = np.zeros((R, p))
     ridge = np.eye(p) / penalty_sd ** 2
+    blocks = _blocks(S)
+    ET, cov = _template(S, R)
     for _ in range(iterations):
-        ll, ET, cov = _loglik_parts(S, theta)
+        _moments(S, theta, blocks, ET, cov)
         grad = np.einsum("rf,rfp->rp", W, S.t_obs[None] - ET) - theta / penalty_sd ** 2
         H = -np.einsum("rf,rfpq->rpq", W, cov) - ridge
-        step = np.linalg.solve(H, grad[..., None])[..., 0]
+        if p == 1:                                          # the number solve() gives
+            step = grad / H[:, :, 0]
+        else:
+            step = np.linalg.solve(H, grad[..., None])[..., 0]
         step = np.clip(step, -5.0, 5.0)                     # damped: the objective is concave
         theta = theta - step
         if np.abs(step).max() < 1e-9:
             break
-    ll, _, _ = _loglik_parts(S, theta)
+    ll = _loglik(S, theta, blocks)
     pen = (W * ll).sum(axis=1) - 0.5 * (theta ** 2).sum(axis=1) / penalty_sd ** 2
     return theta, pen
 
@@ -445,6 +544,8 @@ def flip_test(intervals: pd.DataFrame, n_c: float, *, claimed: tuple[float, floa
     # ------------------------------------------------------- part 3: step vs trend, breakpoint
     step_vs_trend: dict = {}
     if n_span:
+        from scipy import stats as sps
+
         keep = spans_nc[codes]
         sub_codes, uniq = pd.factorize(codes[keep])
         Fs = len(uniq)

@@ -31,7 +31,7 @@ from ..analysis.saturation import saturation
 from ..errors import CapeError
 from ..predictions import evaluate_predictions
 from . import figures as F
-from .export import StaticExport, export_static
+from .export import FORMATS, StaticExport, StaticExporter
 from .page import FigureBlock, Section, TextBlock, frame_html, render_page
 
 __all__ = ["check_out_dir", "REPORT_FILE", "FIGURES_DIR", "AUDIT_HINT", "REPLICATION_HINT", "STEERING_HINT", "ReportFigure",
@@ -286,7 +286,10 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
     Each of audit, replication and steering that is None gets a
     "not computed" notice naming the command that computes it. ``static`` is True (PNG and
     SVG by kaleido, falling back to Playwright), ``"kaleido"`` or ``"playwright"`` (that
-    method only), or False (none). ``progress(done, total)`` is called after each step.
+    method only), or False (none); the browser starts at once and renders each figure while
+    the analyses run and the next is drawn (:class:`cape.report.export.StaticExporter`), so
+    ``timings`` gives its whole span (``static export``) and what the report still waited
+    for it at the end (``static export wait``). ``progress(done, total)`` is called after each step.
 
     Raises :class:`cape.errors.CapeError` when ``out_dir`` cannot be written; nothing is
     left behind then.
@@ -302,15 +305,33 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             progress(min(done[0], n_steps), n_steps)
 
     tmp = _prepare(out_dir)
+    exporter = None
     try:
         timings: dict[str, float] = {}
+        figs, meta, notes = {}, [], []
+        if static:
+            # one browser session, started now: it loads while the analyses run and renders
+            # each figure while the next is drawn
+            exporter = StaticExporter(tmp / FIGURES_DIR, method="auto" if static is True else str(static))
+
+        def add_figure(name: str, fig) -> None:
+            figs[name] = fig
+            if exporter is not None and name not in early:
+                exporter.add(name, fig)
+
+        # The figures that need no analysis (the audit table is the slowest to render) go to
+        # the browser first, to render while the analyses run; the page keeps its order.
+        early: dict[str, object] = {}
+        if exporter is not None and audit is not None:
+            early["audit"] = F.audit_table(audit)
+            exporter.add("audit", early["audit"])
+
         t0 = time.perf_counter()
         results = _analyses(seed, tick)
         timings["analyses"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         blocks: dict[str, list] = {k: [] for k in _SECTIONS}
-        figs, meta, notes = {}, [], []
         for name, section, title, keys, draw in _FIGURES:
             args = tuple(results[k] for k in keys)
             failed = [a for a in args if isinstance(a, CapeError)]
@@ -320,13 +341,13 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
                 notes.append(f"{name}: {failed[0]}")
             else:
                 fig = draw(*args)
-                figs[name] = fig
+                add_figure(name, fig)
                 blocks[section].append(FigureBlock(fig, _numbers(args)))
                 meta.append(ReportFigure(name, section, title))
             tick(name)
         if audit is not None:
-            fig = F.audit_table(audit)
-            figs["audit"] = fig
+            fig = early["audit"] if "audit" in early else F.audit_table(audit)
+            add_figure("audit", fig)
             blocks["audit"].append(FigureBlock(fig, "", extra_html="<details><summary>Table as text</summary>"
                                                + frame_html(audit.table) + "</details>"))
             meta.append(ReportFigure("audit", "audit", "Claims audit"))
@@ -337,7 +358,7 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             flip = getattr(replication, "flip", None)
             if flip is not None and len(flip.profile):
                 fig = F.breakpoint_profile(flip)
-                figs["breakpoint-profile"] = fig
+                add_figure("breakpoint-profile", fig)
                 blocks["replication"].append(FigureBlock(fig, flip.summary()))
                 meta.append(ReportFigure("breakpoint-profile", "replication", "Breakpoint profile"))
             blocks["replication"].append(_result_block(type(replication).__name__, replication))
@@ -357,12 +378,12 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
                 if hasattr(ev, "random_summary"):  # a steering evaluation: its sweep, then its table
                     fig = F.steering_sweep(ev)
                     fig.layout.meta = {**fig.layout.meta, "name": f"steering-sweep{tail}"}
-                    figs[f"steering-sweep{tail}"] = fig
+                    add_figure(f"steering-sweep{tail}", fig)
                     blocks["steering"].append(FigureBlock(fig, ev.summary()))
                     meta.append(ReportFigure(f"steering-sweep{tail}", "steering", f"Steering sweep: {ev.model_id}"))
                 fig = F.steering_table(ev)
                 fig.layout.meta = {**fig.layout.meta, "name": f"steering{tail}"}
-                figs[f"steering{tail}"] = fig
+                add_figure(f"steering{tail}", fig)
                 blocks["steering"].append(FigureBlock(fig, "" if hasattr(ev, "random_summary") else
                                                       (ev.summary() if hasattr(ev, "summary") else "")))
                 meta.append(ReportFigure(f"steering{tail}", "steering", "Steering"))
@@ -378,7 +399,7 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             for name, draw in draws:
                 fig = draw(res)
                 fig.layout.meta = {**fig.layout.meta, "name": f"{name}{tail}"}
-                figs[f"{name}{tail}"] = fig
+                add_figure(f"{name}{tail}", fig)
                 blocks["internals"].append(FigureBlock(fig, res.summary() if name == "internal-coupling" else ""))
                 meta.append(ReportFigure(f"{name}{tail}", "internals", f"{name}: {res.model_id}"))
         if not internals:
@@ -387,11 +408,37 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
                                                 "results where <code>cape report</code> finds them)"))
         timings["figures"] = time.perf_counter() - t0
 
+        # The page is written while the browser still renders, with the links an export that
+        # works gives (every figure in every format; the note a placeholder); should it not
+        # work, the page is written again with what it did.
+        t0 = time.perf_counter()
+        expected = {name: {fmt: f"{FIGURES_DIR}/{name}.{fmt}" for fmt in FORMATS} for name in figs} if static else {}
+        note_token = f"cape-static-note-{uuid.uuid4().hex}"
+        missing = [k for k, v in (("audit", audit), ("replication", replication), ("steering", steering))
+                   if v is None]
+        header = [f"CAPE {__version__}, built {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}, "
+                  f"seed {seed}, {stats.DEFAULT_BOOTSTRAP:,} bootstrap resamples per interval unless stated",
+                  f"{len(figs)} figures; {note_token}"]
+        if missing:
+            header.append("Not computed yet: " + ", ".join(missing))
+        sections = [Section(k, t, intro, blocks[k]) for k, (t, intro) in _SECTIONS.items()]
+
+        def page(links: dict[str, dict[str, str]]) -> str:
+            for sec in blocks.values():
+                for b in sec:
+                    if isinstance(b, FigureBlock):
+                        b.files = dict(links.get(b.name, {}))
+            return render_page("CAPE report: capability coupling of language models", header, sections)
+
+        text = page(expected)
+        timings["html"] = time.perf_counter() - t0
+
         export = StaticExport(None, attempts=["static export turned off"])
-        if static:
+        if exporter is not None:
             t0 = time.perf_counter()
-            export = export_static(figs, tmp / FIGURES_DIR, method="auto" if static is True else str(static))
-            timings["static export"] = time.perf_counter() - t0
+            export = exporter.finish()
+            timings["static export"] = exporter.seconds
+            timings["static export wait"] = time.perf_counter() - t0
             tick("static")
             if not export.ok:
                 shutil.rmtree(tmp / FIGURES_DIR, ignore_errors=True)
@@ -399,30 +446,24 @@ def build_report(out_dir: str | Path, *, seed: int | None = 0, audit=None, repli
             files = export.files.get(m.name, {})
             m.png = out_dir / FIGURES_DIR / files["png"].name if "png" in files else None
             m.svg = out_dir / FIGURES_DIR / files["svg"].name if "svg" in files else None
-        for sec in blocks.values():
-            for b in sec:
-                if isinstance(b, FigureBlock):
-                    b.files = {fmt: f"{FIGURES_DIR}/{p.name}" for fmt, p in export.files.get(b.name, {}).items()}
-
-        t0 = time.perf_counter()
-        missing = [k for k, v in (("audit", audit), ("replication", replication), ("steering", steering))
-                   if v is None]
-        header = [f"CAPE {__version__}, built {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}, "
-                  f"seed {seed}, {stats.DEFAULT_BOOTSTRAP:,} bootstrap resamples per interval unless stated",
-                  f"{len(figs)} figures; {export.note}"]
-        if missing:
-            header.append("Not computed yet: " + ", ".join(missing))
-        sections = [Section(k, t, intro, blocks[k]) for k, (t, intro) in _SECTIONS.items()]
-        (tmp / REPORT_FILE).write_text(render_page("CAPE report: capability coupling of language models",
-                                                   header, sections), encoding="utf-8")
-        timings["html"] = time.perf_counter() - t0
+        links = {name: {fmt: f"{FIGURES_DIR}/{p.name}" for fmt, p in export.files[name].items()}
+                 for name in figs if export.files.get(name)}
+        if {k: list(v.items()) for k, v in links.items()} != {k: list(v.items()) for k, v in expected.items()}:
+            t0 = time.perf_counter()
+            text = page(links)
+            timings["html"] += time.perf_counter() - t0
+        (tmp / REPORT_FILE).write_text(text.replace(note_token, html.escape(export.note)), encoding="utf-8")
         tick("html")
         _move_into_place(tmp, out_dir)
         tick("done")
     except OSError as exc:
+        if exporter is not None:
+            exporter.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
         raise CapeError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
     except BaseException:
+        if exporter is not None:
+            exporter.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     timings["total"] = time.perf_counter() - t_start

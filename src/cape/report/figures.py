@@ -993,17 +993,25 @@ def inert_text(fig: go.Figure) -> go.Figure:
     """A copy of ``fig`` in which text that may come from users (trace names, category
     values, hover texts, custom data) cannot become markup: Plotly renders a subset of HTML
     in labels (``<a href>`` makes a link), so ``<`` and ``>`` are escaped. Titles and
-    templates are CAPE's own and already escaped where they quote data."""
-    fig = go.Figure(fig)
-    for trace in fig.data:
+    templates are CAPE's own and already escaped where they quote data. ``fig`` is left as
+    it is; the copy is made from its properties as they are (no second validation)."""
+    def prune(d: dict) -> dict:
+        # what validating the copy dropped: objects left empty (e.g. an axis title only read)
+        for k, v in list(d.items()):
+            if isinstance(v, dict) and not prune(v):
+                del d[k]
+        return d
+
+    spec = prune(fig.to_dict())
+    for trace in spec.get("data", ()):
+        prune(trace)
         for key in _DATA_TEXT:
-            try:
-                value = trace[key]
-            except (KeyError, ValueError):
-                continue
-            if value is None:
-                continue
-            new = _inert(value)
-            if new is not value:
-                trace[key] = new
-    return fig
+            value = trace.get(key)
+            if value is not None:
+                trace[key] = _inert(value)
+    # built without validating again (its properties are fig's, already validated, and the
+    # escaped text is text), then validating as usual for whatever the caller sets later
+    out = go.Figure(spec, _validate=False)
+    for obj in (out, out.layout, *out.data):
+        obj._validate = True
+    return out
