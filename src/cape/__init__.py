@@ -5,43 +5,70 @@ Reference panels, importers for your own results, a results store and a CLI (``c
 >>> import cape
 >>> cape.load_panel("paper-pythia").shape[0]
 8
+
+The names below are imported when first used (``import cape`` itself loads neither pandas
+nor the store's SQLAlchemy), so ``cape.Store``, ``from cape import ingest`` and
+``dir(cape)`` work as usual.
 """
 
 from __future__ import annotations
 
-from .api import (delete_models, delete_panel, delete_source, export_panel, get_panel, ingest, list_panels,
-                  load_models, load_panel, load_scores, resolve_source, set_metadata)
-from .benchmarks import BENCHMARKS
-from .errors import CapeError, InputError, StoreError
-from .io import read_results
-from .panels import BUILTIN_PANELS, Panel, runs
-from .schema import Dataset
-from .store import Store
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BENCHMARKS",
-    "BUILTIN_PANELS",
-    "CapeError",
-    "Dataset",
-    "InputError",
-    "Panel",
-    "Store",
-    "StoreError",
-    "__version__",
-    "delete_models",
-    "delete_panel",
-    "delete_source",
-    "export_panel",
-    "get_panel",
-    "ingest",
-    "list_panels",
-    "load_models",
-    "load_panel",
-    "load_scores",
-    "read_results",
-    "resolve_source",
-    "runs",
-    "set_metadata",
-]
+#: Each public name and the module it comes from (imported on first use).
+_LAZY = {
+    "BENCHMARKS": "cape.benchmarks",
+    "BUILTIN_PANELS": "cape.panels",
+    "CapeError": "cape.errors",
+    "Dataset": "cape.schema",
+    "InputError": "cape.errors",
+    "Panel": "cape.panels",
+    "Store": "cape.store",
+    "StoreError": "cape.errors",
+    "delete_models": "cape.api",
+    "delete_panel": "cape.api",
+    "delete_source": "cape.api",
+    "export_panel": "cape.api",
+    "get_panel": "cape.api",
+    "ingest": "cape.api",
+    "list_panels": "cape.api",
+    "load_models": "cape.api",
+    "load_panel": "cape.api",
+    "load_scores": "cape.api",
+    "read_results": "cape.io",
+    "resolve_source": "cape.api",
+    "runs": "cape.panels",
+    "set_metadata": "cape.api",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .api import (delete_models, delete_panel, delete_source, export_panel, get_panel, ingest,
+                      list_panels, load_models, load_panel, load_scores, resolve_source, set_metadata)
+    from .benchmarks import BENCHMARKS
+    from .errors import CapeError, InputError, StoreError
+    from .io import read_results
+    from .panels import BUILTIN_PANELS, Panel, runs
+    from .schema import Dataset
+    from .store import Store
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        # a submodule (``cape.api``, ``cape.store`` ...), as after the eager imports of old
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module 'cape' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

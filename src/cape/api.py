@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import CapeError
 from .io import ReadResult, export_frame, read_results, write_export
 from .panels import BUILTIN_PANELS, Panel, clean, correct, is_builtin, load_builtin, runs, select, wide
-from .store import IngestReport, MetadataReport, Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported where it is used: built-in panels need none
+    from .store import IngestReport, MetadataReport, Store
 
 __all__ = ["get_panel", "list_panels", "load_panel", "load_scores", "load_models", "ingest",
            "export_panel", "set_metadata", "delete_panel", "delete_models", "delete_source",
@@ -24,6 +27,8 @@ __all__ = ["get_panel", "list_panels", "load_panel", "load_scores", "load_models
 
 
 def _store(db: Store | str | None, *, must_exist: bool) -> Store | None:
+    from .store import Store
+
     if isinstance(db, Store):
         return db
     if must_exist:
@@ -65,12 +70,12 @@ def get_panel(name: str, *, clean_data: bool = False, corrected: bool = False,
 
 
 def list_panels(db: Store | str | None = None) -> pd.DataFrame:
-    """Every panel: the built-in ones, then those in the store (if there is one)."""
-    rows = [load_builtin(n).summary() for n in BUILTIN_PANELS]
-    store = _store(db, must_exist=True)
-    if store is not None:
-        rows += [store.panel(n).summary() for n in store.panel_names()]
-    return pd.DataFrame(rows)
+    """Every panel: the built-in ones, then those in the store (if there is one); one row
+    each, as :meth:`cape.panels.Panel.summary` (read without loading the panels, see
+    :mod:`cape.catalog`)."""
+    from .catalog import summaries
+
+    return pd.DataFrame(summaries(db))
 
 
 def load_panel(name: str, *, benchmarks: Sequence[str] | str | None = None,

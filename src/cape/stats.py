@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy import special
-from scipy import stats as sps
+
+from .defaults import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
+
+# SciPy (scipy.special, scipy.stats) is imported in the functions that use it, so that
+# importing this module (the CLI's option defaults) stays quick.
 
 __all__ = [
     "DEFAULT_PERMUTATIONS", "DEFAULT_BOOTSTRAP", "EXACT_MAX_N",
@@ -39,10 +42,9 @@ __all__ = [
     "rank", "Progress", "t_interval", "wilson_interval", "Z95",
 ]
 
-#: Monte Carlo permutations when n > EXACT_MAX_N (p resolution 1e-4).
-DEFAULT_PERMUTATIONS = 9_999
-#: Bootstrap resamples (the preprint's N_c protocol uses 10,000).
-DEFAULT_BOOTSTRAP = 10_000
+# DEFAULT_PERMUTATIONS (Monte Carlo permutations when n > EXACT_MAX_N, p resolution 1e-4) and
+# DEFAULT_BOOTSTRAP (bootstrap resamples; the preprint's N_c protocol uses 10,000) are set in
+# cape.defaults, which ``cape --help`` reads without numpy.
 #: Enumerate every ordering up to this n (9! = 362,880 orderings).
 EXACT_MAX_N = 9
 #: Resamples handled per vectorised block: bounds memory, and paces a progress bar.
@@ -78,8 +80,27 @@ def pearson_r(x, y, axis: int = -1) -> np.ndarray | float:
 
 
 def rank(a, axis: int = -1) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as Spearman's r needs."""
-    return sps.rankdata(_as_float(a), axis=axis)
+    """Average ranks (ties share the mean rank), as Spearman's r needs: the values of
+    ``scipy.stats.rankdata`` (a slice holding a NaN ranks as all NaN), in numpy alone, so that
+    Spearman's r does not import scipy.stats (about a second of start-up)."""
+    x = np.moveaxis(_as_float(a), axis, -1)
+    n = x.shape[-1]
+    if x.size == 0:
+        return np.moveaxis(np.empty(x.shape, dtype=float), -1, axis)
+    order = np.argsort(x, axis=-1, kind="mergesort")
+    s = np.take_along_axis(x, order, axis=-1)
+    pos = np.broadcast_to(np.arange(n), s.shape)
+    first = np.ones(s.shape, dtype=bool)   # the first sorted position of each tie group
+    first[..., 1:] = s[..., 1:] != s[..., :-1]
+    last = np.ones(s.shape, dtype=bool)    # ... and its last
+    last[..., :-1] = first[..., 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=-1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, n), axis=-1), axis=-1), axis=-1)
+    avg = 0.5 * (start + end + 2)          # scipy: 0.5 * (count[dense] + count[dense - 1] + 1)
+    out = np.empty(s.shape, dtype=float)
+    np.put_along_axis(out, order, avg, axis=-1)
+    out[np.isnan(x).any(axis=-1)] = np.nan
+    return np.moveaxis(out, -1, axis)
 
 
 def spearman_r(x, y, axis: int = -1) -> np.ndarray | float:
@@ -90,6 +111,8 @@ def spearman_r(x, y, axis: int = -1) -> np.ndarray | float:
 def parametric_p(r, n, n_controls: int = 0) -> np.ndarray | float:
     """Two-sided p of a correlation from Student's t with n - 2 - n_controls degrees of
     freedom (identical to scipy.stats.pearsonr's exact beta form for Pearson r)."""
+    from scipy import special
+
     r = np.asarray(r, dtype=float)
     df = np.asarray(n, dtype=float) - 2 - n_controls
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -391,6 +414,8 @@ def interval(distribution: np.ndarray, estimate: np.ndarray, jackknife: np.ndarr
             raise ValueError("BCa needs jackknife values")
         jk = np.asarray(jackknife, dtype=float)
         jk = jk[:, None] if jk.ndim == 1 else jk
+        from scipy import special
+
         with np.errstate(invalid="ignore", divide="ignore"):
             share = ((dist < est).sum(axis=0) + (dist <= est).sum(axis=0)) / (2.0 * valid)
             z0 = special.ndtri(share)
@@ -512,7 +537,24 @@ def pearson_moments(x, y) -> np.ndarray:
 
 
 def pearson_finish(M: np.ndarray) -> np.ndarray:
-    """Pearson r from summed :func:`pearson_moments`, (B, 6) or (B, 6, F); NaN without spread."""
+    """Pearson r from summed :func:`pearson_moments`, (B, 6) or (B, 6, F); NaN without spread.
+    Large inputs are finished a block of rows at a time (the same arithmetic per element,
+    with temporaries that stay in cache)."""
+    M = np.asarray(M, dtype=float)
+    step = max(1, _FINISH_CELLS // max(M[0].size, 1)) if M.ndim and len(M) else 1
+    if M.ndim < 2 or len(M) <= step:
+        return _pearson_finish(M)
+    out = np.empty((M.shape[0],) + M.shape[2:])
+    for start in range(0, len(M), step):
+        out[start:start + step] = _pearson_finish(M[start:start + step])
+    return out
+
+
+#: Elements of moment sums per block in :func:`pearson_finish`.
+_FINISH_CELLS = 300_000
+
+
+def _pearson_finish(M: np.ndarray) -> np.ndarray:
     s0, sx, sy, sxx, syy, sxy = np.moveaxis(np.asarray(M, dtype=float), 1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         vx = sxx - sx * sx / s0
@@ -542,8 +584,9 @@ def bh_fdr(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return q
 
 
-#: z for a two-sided 95% interval (a definition, not a result).
-Z95 = float(sps.norm.ppf(0.975))
+#: z for a two-sided 95% interval (a definition, not a result): scipy.stats.norm.ppf(0.975),
+#: written out so that importing this module needs no SciPy (tests/test_startup.py checks it).
+Z95 = 1.959963984540054
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float]:
@@ -551,6 +594,8 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size < 2:
         return math.nan, math.nan
+    from scipy import stats as sps
+
     half = float(sps.t.ppf(0.5 + level / 2, v.size - 1)) * float(v.std(ddof=1)) / math.sqrt(v.size)
     return float(v.mean() - half), float(v.mean() + half)
 

@@ -9,16 +9,26 @@ DataFrame (see :func:`cape.load_panel`) returning a result object with ``to_dict
 -0.9886
 """
 
-from .advise import Advice, advise
-from .coupling import FamilyCoupling, family_coupling
-from .data import DEFAULT_PAIR, PairData, pair_data, parse_pair
-from .eigen import Eigenstructure, eigenstructure, participation_ratio
-from .gamma import LocalCoupling, RunningCoupling, local_coupling, phase_label, running_coupling
-from .nc import CriticalScale, QuadraticVertex, critical_scale, family_crossings, quadratic_vertex
-from .phase import Isocline, ModelPhase, fit_isocline, phase_of_model
-from .replication import Replication, replication
-from .results import Estimate, Result
-from .width import WidthNormalization, width_normalization
+import importlib
+import sys
+import types
+
+#: Each public name and the module it comes from: imported when first used, so that
+#: ``cape nc`` loads the N_c analysis only (and ``cape --help`` none).
+_LAZY = {
+    "Advice": "advise", "advise": "advise",
+    "FamilyCoupling": "coupling", "family_coupling": "coupling",
+    "DEFAULT_PAIR": "data", "PairData": "data", "pair_data": "data", "parse_pair": "data",
+    "Eigenstructure": "eigen", "eigenstructure": "eigen", "participation_ratio": "eigen",
+    "LocalCoupling": "gamma", "RunningCoupling": "gamma", "local_coupling": "gamma",
+    "phase_label": "gamma", "running_coupling": "gamma",
+    "CriticalScale": "nc", "QuadraticVertex": "nc", "critical_scale": "nc",
+    "family_crossings": "nc", "quadratic_vertex": "nc",
+    "Isocline": "phase", "ModelPhase": "phase", "fit_isocline": "phase", "phase_of_model": "phase",
+    "Replication": "replication", "replication": "replication",
+    "Estimate": "results", "Result": "results",
+    "WidthNormalization": "width", "width_normalization": "width",
+}
 
 __all__ = [
     "DEFAULT_PAIR", "PairData", "pair_data", "parse_pair", "Estimate", "Result",
@@ -28,3 +38,30 @@ __all__ = [
     "phase_of_model", "WidthNormalization", "width_normalization", "Eigenstructure",
     "eigenstructure", "participation_ratio", "Replication", "replication", "Advice", "advise",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cape.analysis' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``advise`` (or ``replication``) binds it on this package; keep
+    the function of the same name there instead, as the package did when it imported every
+    analysis eagerly (``from cape.analysis import advise`` is the function)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("advise", "replication") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -67,10 +67,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .. import stats
 from ..benchmarks import BENCHMARKS, suggest, try_resolve
+from ..defaults import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW
 from ..errors import CapeError
 from .data import pair_data, resolve_benchmark
 from .gamma import DEFAULT_GUARD, local_coupling
@@ -81,22 +81,16 @@ from .width import WIDTH_UNIT, width_normalization
 
 __all__ = ["DEFAULT_CURATED", "STRENGTHS", "SIZE_WINDOW", "Lever", "Advice", "advise", "is_curated"]
 
-#: Families counted as trained on curated data (a definition, not a result): a family is
-#: curated when its name equals one of these or starts with one followed by a non-letter
-#: (Qwen1.5, Qwen2.5, OLMo-2 ...). Override with ``curated=``.
-DEFAULT_CURATED = ("Phi", "OLMo", "Qwen")
+# DEFAULT_CURATED (the families counted as trained on curated data), SIZE_WINDOW and
+# DEFAULT_RESAMPLES are set in cape.defaults (`cape --help` shows them).
 #: Strength labels, weakest first. A lever is supported at "moderate" or above.
 STRENGTHS = ("none", "weak", "moderate", "strong")
-#: "Similar size": within this factor of the target's size(s).
-SIZE_WINDOW = 3.0
 #: The curated comparison counts as strong evidence from this many models ...
 STRONG_MIN_MODELS = 5
 #: ... of at least this many families.
 STRONG_MIN_FAMILIES = 2
 #: Rotation is strong evidence when the panel has at least this many scores of the benchmark.
 ROTATION_MIN_MODELS = 20
-#: Default resamples (every bootstrap here is vectorised; 2,000 keeps the command quick).
-DEFAULT_RESAMPLES = 2000
 
 _TABLE_COLUMNS = ["lever", "supported", "strength", "estimate", "value", "ci_low", "ci_high", "level", "n",
                   "unit", "method", "rule", "suggestion"]
@@ -479,6 +473,8 @@ def _rotation(frame, pdat, target_scores: dict[str, float], exclude: set[str], t
     """Per benchmark: the panel's top-k spread against its binomial floor
     (:func:`saturation`, on the panel without the target's own models) and the target's
     distance to the top mean against the noise of both."""
+    from scipy import stats as sps
+
     z = float(sps.norm.ppf(0.5 + level / 2))
     ids = frame["model"] if "model" in frame.columns else pd.Series(frame.index, index=frame.index)
     others = frame.loc[~ids.astype(str).isin(exclude).to_numpy()]

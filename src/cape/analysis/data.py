@@ -88,7 +88,7 @@ class PairData:
         return len(self.frame)
 
     def families(self) -> list[str]:
-        return list(dict.fromkeys(self.frame["family"]))
+        return [str(f) for f in pd.unique(self.frame["family"])]
 
 
 def pair_data(frame: pd.DataFrame, pair=None, *, need_size: bool = True) -> PairData:

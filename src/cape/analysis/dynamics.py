@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..defaults import DEFAULT_ALPHA, DEFAULT_DEGREE, DEFAULT_ENSEMBLE, DEFAULT_THRESHOLD, SCHEMES
 from ..errors import CapeError
 from .data import DEFAULT_PAIR, panel_name, resolve_benchmark
 from .results import Result, fmt_num, internal
@@ -51,16 +52,11 @@ __all__ = ["DEFAULT_DEGREE", "DEFAULT_THRESHOLD", "DEFAULT_ALPHA", "DEFAULT_ENSE
            "predict_family", "CrossValidation", "crossval", "PaperProtocol", "paper_protocol",
            "polynomial_prediction"]
 
-DEFAULT_DEGREE = 2
-DEFAULT_THRESHOLD = 0.1
-#: Ridge penalty of STLSQ's thresholding steps (pysindy's default); the final coefficients
-#: are an unpenalised least-squares refit on the selected terms.
-DEFAULT_ALPHA = 0.05
-DEFAULT_ENSEMBLE = 1000
+# DEFAULT_DEGREE, DEFAULT_THRESHOLD, DEFAULT_ALPHA (the ridge penalty of STLSQ's thresholding
+# steps), DEFAULT_ENSEMBLE and SCHEMES are set in cape.defaults (`cape --help` shows them).
 DEFAULT_MAX_ITER = 20
 SCALES = ("standard", "points")
 DUPLICATES = ("error", "mean")
-SCHEMES = ("family", "largest")
 RESAMPLE = ("rows", "families")
 #: A trajectory whose scores leave (-LIMIT, LIMIT) points has diverged.
 DIVERGENCE_LIMIT = 1000.0

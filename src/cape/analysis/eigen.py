@@ -140,8 +140,12 @@ def eigenstructure(frame: pd.DataFrame, benchmarks: Sequence[str] | str | None =
     sub = df[keep]
     X = sub[cols].apply(pd.to_numeric, errors="coerce").astype(float)
     miss = X.isna().any(axis=1)
-    excluded = [{"model": str(m), "reason": "missing " + ", ".join(c for c in cols if pd.isna(X.loc[i, c]))}
-                for i, m in zip(sub.index[miss], sub["model"][miss])]
+    # one reason per pattern of missing benchmarks, then one entry per left-out model
+    gaps = X[miss].isna().to_numpy()
+    patterns, which = (np.unique(gaps, axis=0, return_inverse=True) if len(gaps)
+                       else (np.empty((0, len(cols)), dtype=bool), np.empty(0, dtype=np.int64)))
+    reasons = ["missing " + ", ".join(c for c, gap in zip(cols, row) if gap) for row in patterns]
+    excluded = [{"model": str(m), "reason": reasons[j]} for m, j in zip(sub["model"][miss], which.reshape(-1))]
     X = X[~miss]
     models = list(sub.loc[~miss, "model"].astype(str))
     n, k = X.shape

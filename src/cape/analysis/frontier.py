@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .. import stats
+from ..defaults import BAND, DEFAULT_DYNAMICS_GUARD, FRONTIER_PAIR, JUMP
 from ..errors import CapeError
 from ..flags import flag_arg, flag_name
 from ..schema import split_flags
@@ -40,16 +40,9 @@ __all__ = ["FRONTIER_PAIR", "BAND", "SUBSETS", "Line", "FrontierData", "frontier
            "Dynamics", "lab_dynamics", "NewRelease", "new_release", "Comparison",
            "compare_corrections"]
 
-#: Paper B's pair: SWE-bench Verified (x) and GPQA Diamond (y).
-FRONTIER_PAIR = ("swe_bench_verified", "gpqa_diamond")
-#: Band edge in points: |h| <= BAND cooperative, h > BAND reasoning-specialist,
-#: h < -BAND coding excursion.
-BAND = 10.0
+# FRONTIER_PAIR (paper B's pair), BAND (the band edge in points), DEFAULT_DYNAMICS_GUARD and
+# JUMP are set in cape.defaults (`cape --help` shows them).
 SUBSETS = ("published", "core", "all")
-#: Release-to-release gamma is left undefined when |dx| is below this many points.
-DEFAULT_DYNAMICS_GUARD = 1.0
-#: |dh| above this many points between consecutive releases of a lab is flagged.
-JUMP = 10.0
 
 
 # ------------------------------------------------------------------------------ the line
@@ -98,6 +91,8 @@ class Line:
 
     def prediction_interval(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Proper interval for a new observation: t(n-2) x s x sqrt(1 + leverage)."""
+        from scipy import stats as sps
+
         t = sps.t.ppf(0.5 + level / 2, self.n - 2) if self.n > 2 else math.nan
         half = t * self.s * np.sqrt(1.0 + self.leverage(x))
         pred = self.predict(x)
@@ -105,6 +100,8 @@ class Line:
 
     def paper_interval(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """The preprint's interval: z x residual SD with an n denominator, no leverage."""
+        from scipy import stats as sps
+
         half = sps.norm.ppf(0.5 + level / 2) * self.sd_n
         pred = self.predict(x)
         return pred - half, pred + half
@@ -363,6 +360,8 @@ def population_fit(frame: pd.DataFrame, pair=None, *, subset: str = "published",
         "h": line.residual(new["x"], new["y"]), "pi_low": lo, "pi_high": hi,
         "inside": (new["y"] >= lo) & (new["y"] <= hi), "paper_low": plo, "paper_high": phi,
         "inside_paper": (new["y"] >= plo) & (new["y"] <= phi)}).reset_index(drop=True)
+    from scipy import stats as sps
+
     return PopulationFit(
         fd.panel, fd.bx, fd.by, subset, n, len(labs_),
         est("r", 0, "model", line.r), est("r (labs resampled)", 0, "lab", line.r),
@@ -473,6 +472,8 @@ class Labs(Result):
 
 
 def _lab_row(lab: str, g: pd.DataFrame, level: float) -> dict:
+    from scipy import stats as sps
+
     x, y, h = g["x"].to_numpy(), g["y"].to_numpy(), g["h"].to_numpy()
     core = g.loc[g["subset"] == "core", "h"].to_numpy()
     lo, hi = stats.t_interval(h, level)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..defaults import DEFAULT_GUARD
 from .data import family_codes, pair_data
 from .results import Estimate, Result, fmt_num, internal
 
@@ -23,8 +24,8 @@ __all__ = ["TAX_BELOW", "BONUS_ABOVE", "DEFAULT_GUARD", "phase_label", "LocalCou
 #: Phase bands of a coupling value (METHODS.md section 3): tax < -0.1 <= transition <= 0.1 < bonus.
 TAX_BELOW = -0.1
 BONUS_ABOVE = 0.1
-#: Default guard on |dB1| in percentage points (the preprint's figures use 0.5 pp).
-DEFAULT_GUARD = 0.5
+# DEFAULT_GUARD, the default guard on |dB1| in percentage points (the preprint's figures use
+# 0.5 pp), is set in cape.defaults: `cape --help` shows it without importing this module.
 
 
 def phase_label(gamma) -> np.ndarray:

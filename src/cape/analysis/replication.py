@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .. import stats
 from ..errors import CapeError
@@ -312,6 +311,8 @@ def _curation_field(pd_: PairData, reference_families: Sequence[str] | None,
     g = models.groupby("family", sort=False)["h"]
     fam = pd.DataFrame({"n": g.size(), "mean_h": g.mean(), "sd_h": g.std(ddof=1)})
     n = fam["n"].to_numpy()
+    from scipy import stats as sps
+
     with np.errstate(invalid="ignore", divide="ignore"):
         sem = fam["sd_h"].to_numpy() / np.sqrt(n)
         lo, hi = sps.t.interval(level, np.maximum(n - 1, 1), loc=fam["mean_h"].to_numpy(), scale=sem)

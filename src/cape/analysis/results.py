@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..schema import to_python
 
-__all__ = ["Estimate", "Result", "jsonable", "fmt_num"]
+__all__ = ["Estimate", "Result", "jsonable", "frame_records", "fmt_num"]
 
 
 def jsonable(value: Any) -> Any:
@@ -27,7 +27,7 @@ def jsonable(value: Any) -> Any:
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if not f.metadata.get("internal")}
     if isinstance(value, pd.DataFrame):
-        return [{str(k): jsonable(v) for k, v in rec.items()} for rec in value.to_dict("records")]
+        return frame_records(value)
     if isinstance(value, pd.Series):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, dict):
@@ -40,6 +40,51 @@ def jsonable(value: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def frame_records(frame: pd.DataFrame, *, finite: bool = True) -> list[dict]:
+    """The rows of a frame as dicts of plain Python values, converted a column at a time (a
+    100k-row frame in well under a second): exactly what converting ``frame.to_dict("records")``
+    cell by cell gives.
+
+    ``finite=True`` is :func:`jsonable`'s rule (keys as ``str``, NA, NaN and +-inf as ``None``,
+    nested values converted); ``finite=False`` is the CLI's ``--json`` rule for a panel's rows
+    (keys as they are, each cell through :func:`~cape.schema.to_python`: NA and NaN as
+    ``None``, infinities kept)."""
+    columns = list(frame.columns)
+    if not frame.columns.is_unique:  # to_dict keeps one of each name: the cell-by-cell path says which
+        cell = jsonable if finite else to_python
+        return [{(str(k) if finite else k): cell(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    if not columns:
+        return [{} for _ in range(len(frame))]
+    values = []
+    for i in range(len(columns)):
+        col = frame.iloc[:, i]
+        dtype = col.dtype
+        masked = isinstance(col.array, (pd.arrays.IntegerArray, pd.arrays.FloatingArray,
+                                        pd.arrays.BooleanArray))
+        if masked and dtype.kind in "iub":  # Int64, boolean...: the values, None where NA
+            out = col.to_numpy(dtype=dtype.numpy_dtype, na_value=0).tolist()
+            for j in np.flatnonzero(col.isna().to_numpy()).tolist():
+                out[j] = None
+            values.append(out)
+        elif isinstance(dtype, np.dtype) and dtype.kind in "iub":
+            values.append(col.to_numpy().tolist())
+        elif (isinstance(dtype, np.dtype) or masked) and dtype.kind == "f":
+            arr = col.to_numpy(dtype=dtype.numpy_dtype, na_value=np.nan) if masked else col.to_numpy()
+            out = arr.tolist()
+            for j in np.flatnonzero(~np.isfinite(arr) if finite else np.isnan(arr)).tolist():
+                out[j] = None
+            values.append(out)
+        elif isinstance(dtype, pd.StringDtype):  # str values; NA and NaN are the missing ones
+            out = col.tolist()
+            for j in np.flatnonzero(col.isna().to_numpy()).tolist():
+                out[j] = None
+            values.append(out)
+        else:
+            values.append(list(map(jsonable if finite else to_python, col.tolist())))
+    keys = [str(k) for k in columns] if finite else columns
+    return [dict(zip(keys, row)) for row in zip(*values)]
 
 
 def fmt_num(v: float | None, digits: int = 3) -> str:

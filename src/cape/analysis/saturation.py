@@ -19,10 +19,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, stats as sps
 
 from .. import stats
 from ..benchmarks import BENCHMARKS
+from ..defaults import ROTATE_BELOW
 from ..errors import CapeError
 from .data import _benchmark_columns, panel_name, resolve_benchmark
 from .frontier import subset_mask
@@ -30,8 +30,8 @@ from .results import Estimate, Result, fmt_num
 
 __all__ = ["ROTATE_BELOW", "expected_range", "binomial_se", "top_spread", "Saturation", "saturation"]
 
-#: The preprint's rotation rule: rotate when spread(old) / spread(new) is below this.
-ROTATE_BELOW = 0.2
+# ROTATE_BELOW, the preprint's rotation rule (rotate when spread(old) / spread(new) is below
+# it), is set in cape.defaults (`cape --help` shows it).
 
 
 @lru_cache(maxsize=None)
@@ -40,6 +40,8 @@ def expected_range(k: int) -> float:
     1 - Phi(x)^k - (1 - Phi(x))^k over the real line."""
     if k < 2:
         return 0.0
+    from scipy import integrate, stats as sps
+
     val, _ = integrate.quad(lambda x: 1.0 - sps.norm.cdf(x) ** k - sps.norm.sf(x) ** k, -np.inf, np.inf)
     return float(val)
 

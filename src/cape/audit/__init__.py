@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.results import Result, fmt_num
+from ..defaults import REPLICATION_PANEL
 from ..stats import DEFAULT_BOOTSTRAP
 from ..errors import CapeError
 from ..yamlfile import load_yaml
@@ -318,8 +319,8 @@ class AuditResult(Result):
         return "\n".join(lines)
 
 
-#: The independent panel the replication section runs on (one harness, 148 base models).
-REPLICATION_PANEL = "openllm-v1-base"
+# REPLICATION_PANEL, the independent panel the replication section runs on (one harness, 148
+# base models), is set in cape.defaults (`cape --help` shows it).
 
 
 def run_audit(claims: list[Claim] | None = None, *, seed: int | None = 0, n_resamples: int = DEFAULT_BOOTSTRAP,

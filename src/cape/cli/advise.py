@@ -11,10 +11,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..analysis.advise import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW, advise
+from ..defaults import DEFAULT_CURATED, DEFAULT_RESAMPLES, SIZE_WINDOW
 from ..errors import CapeError
 from ._app import (CleanOpt, CorrOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, command_set, out, _emit,
-                   _f, _frame)
+                   _f, _frame, lazy)
+
+advise = lazy("cape.analysis.advise", "advise")
 
 commands = command_set()
 

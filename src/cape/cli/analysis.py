@@ -10,14 +10,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .. import analysis
-from ..analysis.gamma import DEFAULT_GUARD
+from .. import analysis  # its analyses are imported when first used (cape.analysis is lazy)
+from ..defaults import DEFAULT_BOOTSTRAP, DEFAULT_GUARD, DEFAULT_PERMUTATIONS
 from ..errors import CapeError
-from ..stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 from ._app import (CiOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt,
                    ShotsOpt, command_set, out, _emit, _emit_json, _f, _frame, _progress)
 
 commands = command_set()
+
+from ._app import AllOpt, CsvOpt, _emit_csv, _esc, _formats, _note, _print_table, _shown  # noqa: E402  (long tables)
 
 PanelOpt = lambda default: Annotated[str, typer.Option(  # noqa: E731
     "--panel", "-p", help=f"Panel name (see `cape panels`). Default: {default}.")]
@@ -41,17 +42,23 @@ def coupling(
     ci: CiOpt = "bca",
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Within-family correlation of two benchmarks: r, exact/MC permutation p, bootstrap CI,
     Spearman with its permutation p, partial r given size, FDR; pooled raw and fixed-effects
     r. A family of 3 models gets no bootstrap interval (10 distinct resamples): the table
-    says so instead."""
+    says so instead. --csv: the per-family table (the rows of --json's "table")."""
+    _formats(as_json, as_csv)
     frame = _frame(panel, clean, corrected, family)
-    with _progress("families", as_json) as tick:
+    with _progress("families", as_json or as_csv) as tick:
         res = analysis.family_coupling(frame, pair, n_permutations=permutations, n_bootstrap=resamples,
                                        ci_method=ci, level=level, seed=seed, progress=tick)
     if _emit(res, as_json, command="coupling"):
+        return
+    if as_csv:
+        _emit_csv(res.table)
         return
     t = Table(title=f"Within-family coupling {res.b1} -> {res.b2} in {res.panel}",
               caption=f"p_perm and Spearman p: permutation tests (on ranks for Spearman), exact for n <= 9; "
@@ -60,26 +67,27 @@ def coupling(
     for c in ("family", "n", "sizes", "r", f"{int(level * 100)}% CI", "p (t)", "p_perm", "floor",
               "spearman", "spearman p", "partial r|size", "q"):
         t.add_column(c, justify="left" if c in ("family", "sizes") else "right")
-    for r in res.table.to_dict("records"):
+    rows, note = _shown(res.table, show_all, "families")
+    for r in rows.to_dict("records"):
         if r["note"] and not (r["r"] == r["r"]):
-            t.add_row(r["family"], str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
-                      f"[dim]{r['note']}[/dim]", *[""] * 8)
+            t.add_row(_esc(r["family"]), str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
+                      f"[dim]{_esc(r['note'])}[/dim]", *[""] * 8)
             continue
         no_ci = analysis.coupling.bootstrap_note(r["n"]) if not r["ci_low"] == r["ci_low"] else None
-        t.add_row(r["family"], str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
+        t.add_row(_esc(r["family"]), str(r["n"]), f"{_f(r['params_min'])}-{_f(r['params_max'])}",
                   f"{r['r']:+.3f}", f"[dim]n = {r['n']}: too few models[/dim]" if no_ci else
                   f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['p_parametric']:.2g}",
                   f"{r['p_perm']:.3g}" + ("" if r["p_method"] == "exact" else "*"), f"{r['p_floor']:.2g}",
                   f"{r['spearman']:+.3f}", f"{r['spearman_p']:.3g}" + ("" if r["spearman_method"] == "exact" else "*"),
                   _f(r["partial_r"]), f"{r['q_fdr']:.3g}")
-    out.print(t)
-    few = sorted({int(r["n"]) for r in res.table.to_dict("records")
-                  if r["r"] == r["r"] and analysis.coupling.bootstrap_note(r["n"])})
+    _print_table(t, note)
+    tested = res.table[res.table["r"].notna()]
+    few = sorted(int(n_) for n_ in tested["n"].unique() if analysis.coupling.bootstrap_note(n_))
     for n_ in few:
         out.print(f"  {analysis.coupling.bootstrap_note(n_)}: no interval is shown", highlight=False)
     for e in (res.pooled_raw, res.pooled_fixed_effects):
         out.print("  " + e.describe(), highlight=False)
-    if any(r["p_method"] != "exact" for r in res.table.to_dict("records") if r["r"] == r["r"]):
+    if (tested["p_method"] != "exact").any():
         out.print(f"  * Monte Carlo permutation p, Pearson and Spearman ({permutations:,} orderings)",
                   highlight=False)
     for e in res.excluded:
@@ -101,12 +109,19 @@ def gamma(
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Local coupling gamma = dB/dA between consecutive sizes of each family, with phase
-    labels, and the running coupling gamma(N) = A log10 N + B with its zero crossing."""
+    labels, and the running coupling gamma(N) = A log10 N + B with its zero crossing.
+    --csv: the intervals (the rows of --json's "local" "intervals"), without the running fit."""
+    _formats(as_json, as_csv)
     frame = _frame(panel, clean, corrected, family)
     lc = analysis.local_coupling(frame, pair, guard=guard)
+    if as_csv:
+        _emit_csv(lc.intervals)
+        return
     rc, rc_error = None, None
     with _progress("bootstrap", as_json) as tick:
         try:
@@ -121,13 +136,16 @@ def gamma(
     t = Table(title=f"Local coupling d{lc.b2}/d{lc.b1} in {lc.panel} (guard |d{lc.b1}| >= {guard} pp)")
     for c in ("family", "interval", "at", f"d{lc.b1}", f"d{lc.b2}", "gamma", "phase"):
         t.add_column(c, justify="left" if c in ("family", "interval", "phase") else "right")
-    for r in lc.intervals.to_dict("records"):
-        t.add_row(r["family"], f"{r['model_lo']} -> {r['model_hi']}", _f(r["params_mid"]),
+    rows, note = _shown(lc.intervals, show_all, "intervals")
+    for r in rows.to_dict("records"):
+        t.add_row(_esc(r["family"]), _esc(f"{r['model_lo']} -> {r['model_hi']}"), _f(r["params_mid"]),
                   f"{r['d_b1']:+.2f}", f"{r['d_b2']:+.2f}", f"{r['gamma']:+.3f}", r["phase"])
-    out.print(t)
-    for r in lc.dropped.to_dict("records"):
+    _print_table(t, note)
+    dropped, note = _shown(lc.dropped, show_all, "dropped intervals", csv=False)
+    for r in dropped.to_dict("records"):
         out.print(f"  dropped {r['family']} {r['model_lo']} -> {r['model_hi']}: d{lc.b1} = {r['d_b1']:+.2f} "
-                  f"pp ({r['reason']})", highlight=False)
+                  f"pp ({r['reason']})", highlight=False, markup=False)
+    _note(note)
     out.print(rc.summary() if rc else f"Running coupling: {rc_error}", highlight=False)
 
 
@@ -144,6 +162,7 @@ def nc(
     level: LevelOpt = 0.95,
     guard: GuardOpt = DEFAULT_GUARD,
     seed: SeedOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The critical scale N_c five ways: (a) the paper protocol (quadratic vertex of B on
@@ -172,22 +191,24 @@ def nc(
     t2 = Table(title="(d) per-family sign changes of the interval coupling")
     for col in ("family", "intervals", "gamma range", "verdict", "own-fit crossing"):
         t2.add_column(col)
-    for r in res.per_family.to_dict("records"):
-        t2.add_row(r["family"], str(r["n_intervals"]), f"{r['gamma_min']:+.2f} .. {r['gamma_max']:+.2f}",
+    rows, note = _shown(res.per_family, show_all, "families", csv=False)
+    for r in rows.to_dict("records"):
+        t2.add_row(_esc(r["family"]), str(r["n_intervals"]), f"{r['gamma_min']:+.2f} .. {r['gamma_max']:+.2f}",
                    r["verdict"], (_f(r["fit_crossing"]) + (" (in range)" if r["fit_in_range"] else " (outside)"))
                    if r["fit_crossing"] == r["fit_crossing"] else "")
-    out.print(t2)
+    _print_table(t2, note)
     t3 = Table(title="(e) paper protocol leaving one family out")
     for col in ("left out", "n", "N_c", "median", "CI", "discarded", "where the estimate lies"):
         t3.add_column(col, justify="left" if col in ("left out", "where the estimate lies") else "right",
                       overflow="fold")
-    for r in res.leave_one_family_out.to_dict("records"):
-        t3.add_row(r["left_out"], str(r["n"]), _f(r["nc"]), _f(r["median"]),
+    rows, note = _shown(res.leave_one_family_out, show_all, "families", csv=False)
+    for r in rows.to_dict("records"):
+        t3.add_row(_esc(r["left_out"]), str(r["n"]), _f(r["nc"]), _f(r["median"]),
                    f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", f"{r['discarded']:,}",
                    f"[yellow]{r['flags']}[/yellow]" if r["flags"] else
                    ("inside its interval, the full-data interval and its sizes" if r["nc"] == r["nc"]
                     else (r["note"] or "")))
-    out.print(t3)
+    _print_table(t3, note)
     for n_ in res.notes:
         out.print(f"  note: {n_}", highlight=False)
 

@@ -12,10 +12,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..audit import REPLICATION_PANEL, load_claims, run_audit
+from ..defaults import DEFAULT_BOOTSTRAP, REPLICATION_PANEL
 from ..errors import CapeError
-from ..stats import DEFAULT_BOOTSTRAP
-from ._app import JsonOpt, ResOpt, SeedOpt, _emit, _progress, command_set, out
+from ._app import JsonOpt, ResOpt, SeedOpt, _emit, _progress, command_set, lazy, out
+
+load_claims = lazy("cape.audit", "load_claims")
+run_audit = lazy("cape.audit", "run_audit")
 
 commands = command_set()
 

@@ -13,30 +13,33 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import api
+from .. import catalog
 from ..benchmarks import BENCHMARKS
 from ..errors import CapeError
 from ..flags import FLAGS
-from ..io import find_result_files
 from ..units import UNITS
-from ._app import (BenchOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, RunOpt, ShotsOpt, command_set, err, out,
-                   parse_shots, _cell, _emit_json, _human_count, _records)
+from ._app import (BenchOpt, CleanOpt, CorrOpt, FamilyOpt, JsonOpt, RunOpt, ShotsOpt, api, command_set, err,
+                   lazy, out, parse_shots, _cell, _emit_json, _human_count, _records)
+
+find_result_files = lazy("cape.io", "find_result_files")
 
 commands = command_set()
+
+from ._app import AllOpt, CsvOpt, _emit_csv, _esc, _formats, _print_table, _shown  # noqa: E402  (long tables)
 
 
 # ----------------------------------------------------------------------------- panels
 @commands.command()
 def panels(as_json: JsonOpt = False) -> None:
     """List the panels: the built-in reference panels and those in your store."""
-    table = api.list_panels()
+    rows = catalog.summaries()  # what api.list_panels() holds, without loading any panel
     if as_json:
-        _emit_json(_records(table))
+        _emit_json(rows)
         return
     t = Table(title="CAPE panels")
     for col in ("name", "kind", "models", "families", "scores", "benchmarks"):
         t.add_column(col, overflow="fold", justify="right" if col in ("models", "families", "scores") else "left")
-    for r in table.to_dict("records"):
+    for r in rows:
         t.add_row(r["name"], "built-in" if r["builtin"] else "stored", str(r["models"]),
                   str(r["families"]), str(r["scores"]), ", ".join(r["benchmarks"]))
     out.print(t)
@@ -57,10 +60,16 @@ def show(
                                           "run, not picked or conflict.")] = False,
     run: RunOpt = None,
     shots: ShotsOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Show a panel: one row per model, one column per benchmark (percent). Where a model
-    has several runs of a benchmark the newest is shown; --history lists them all."""
+    has several runs of a benchmark the newest is shown; --history lists them all.
+
+    A panel longer than the screen shows its first rows (1,000 into a pipe or file) and says
+    so: --all prints every row, --json or --csv gives them all as data."""
+    _formats(as_json, as_csv)
     if long or history:
         frame = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
                                 corrected=corrected, history=history, run=run)
@@ -69,14 +78,18 @@ def show(
             _emit_json({"panel": panel, "clean": clean, "corrected": corrected, "log": log,
                         "scores": _records(frame)})
             return
+        if as_csv:
+            _emit_csv(frame)
+            return
         t = Table(title=f"{panel}: {len(frame)} scores")
         shown = ("model", "benchmark", "variant", "value", "stderr", "n_shot", "source", "flags")
         shown += ("run_date", "status") if "status" in frame.columns else ()
         for col in shown:
             t.add_column(col, overflow="fold", justify="right" if col in ("value", "stderr", "n_shot") else "left")
-        for r in frame.to_dict("records"):
-            t.add_row(*[_cell(r[c]) for c in shown])
-        out.print(t)
+        rows, note = _shown(frame, show_all, "scores")
+        for r in rows.to_dict("records"):
+            t.add_row(*[_esc(_cell(r[c])) for c in shown])
+        _print_table(t, note)
         _print_log(log)
         return
     frame = api.load_panel(panel, benchmarks=benchmarks, family=family, clean=clean,
@@ -87,6 +100,9 @@ def show(
         _emit_json({"panel": panel, "clean": clean, "corrected": corrected,
                     "benchmarks": info["benchmarks"], "variants": info["variants"],
                     "log": info["log"], "models": rows})
+        return
+    if as_csv:
+        _emit_csv(frame.reset_index())
         return
     cols = info["benchmarks"]
     t = Table(title=f"{panel}: {len(frame)} models",
@@ -101,24 +117,29 @@ def show(
     for b in cols:
         t.add_column(BENCHMARKS[b].title if b in BENCHMARKS else b, justify="right")
     t.add_column("flags", overflow="fold")
-    score_flags = _score_flags(panel, benchmarks, family, clean, corrected, info["variants"])
-    for mid, r in frame.iterrows():
+    rows, note = _shown(frame, show_all, "models")
+    score_flags = _score_flags(panel, benchmarks, family, clean, corrected, info["variants"],
+                               models=set(map(str, rows.index)))
+    for mid, r in rows.iterrows():
         flags = "; ".join(x for x in (_cell(r["flags"]), score_flags.get(str(mid), "")) if x)
-        t.add_row(str(mid), _cell(r["family"]), _human_count(r["params"]),
-                  *[_cell(r[c]) for c in extra], *[_cell(r[b]) for b in cols], flags)
-    out.print(t)
+        t.add_row(_esc(mid), _esc(_cell(r["family"])), _human_count(r["params"]),
+                  *[_esc(_cell(r[c])) for c in extra], *[_cell(r[b]) for b in cols], _esc(flags))
+    _print_table(t, note)
     _print_log(info["log"])
 
 
 def _score_flags(panel: str, benchmarks, family, clean: bool, corrected: bool,
-                 variants: dict[str, list[str]]) -> dict[str, str]:
+                 variants: dict[str, list[str]], models: set[str] | None = None) -> dict[str, str]:
     """Model -> the flags of the scores shown in its benchmark columns, as
-    ``gsm8k limited:8/2376`` (the wide table's flags column shows them after the model's)."""
+    ``gsm8k limited:8/2376`` (the wide table's flags column shows them after the model's);
+    ``models``: only these (the rows a long table shows)."""
     from ..benchmarks import UNSPECIFIED
 
     scores = api.load_scores(panel, benchmarks=benchmarks, family=family, clean=clean,
                              corrected=corrected)
     scores = scores[scores["flags"].fillna("") != ""]
+    if models is not None:
+        scores = scores[scores["model"].astype(str).isin(models)]
     out: dict[str, list[str]] = {}
     for r in scores.to_dict("records"):
         variant = r["variant"] if isinstance(r["variant"], str) else UNSPECIFIED

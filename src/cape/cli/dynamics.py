@@ -11,9 +11,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..analysis import dynamics as dy
-from ._app import (BenchOpt, CleanOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, command_set, out,
+from ._app import (BenchOpt, CleanOpt, JsonOpt, LevelOpt, RunOpt, SeedOpt, ShotsOpt, command_set, lazy, out,
                    _emit, _f, _frame, _progress)
+
+# Imported when a command runs; the option defaults (dy.DEFAULT_DEGREE ...) come from
+# cape.defaults, so `cape --help` does not import the analysis.
+dy = lazy("cape.analysis.dynamics", defaults="cape.defaults")
 
 commands = command_set()
 

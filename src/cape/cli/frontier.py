@@ -13,14 +13,19 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..analysis import frontier as fr
-from ..analysis.saturation import ROTATE_BELOW, saturation as _saturation
+from ..defaults import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS, ROTATE_BELOW
 from ..errors import CapeError
-from ..stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 from ._app import (CiOpt, CleanOpt, CorrOpt, JsonOpt, LevelOpt, ResOpt, RunOpt, SeedOpt, ShotsOpt,
-                   command_set, out, _emit, _emit_json, _f, _frame, _progress)
+                   command_set, lazy, out, _emit, _emit_json, _f, _frame, _progress)
+
+# Imported when a command runs; the option defaults (fr.BAND ...) come from cape.defaults, so
+# `cape --help` does not import the analysis.
+fr = lazy("cape.analysis.frontier", defaults="cape.defaults")
+_saturation = lazy("cape.analysis.saturation", "saturation")
 
 commands = command_set()
+
+from ._app import AllOpt, CsvOpt, _emit_csv, _esc, _formats, _print_table, _shown  # noqa: E402  (long tables)
 
 frontier_app = typer.Typer(
     help="Frontier diagnostics (paper B): population fit, h-field, labs, dynamics, saturation, "
@@ -60,6 +65,7 @@ def fit_cmd(
     ci: CiOpt = "bca",
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Population line: r with permutation p; slope and intercept with classical, HC3 and
@@ -92,12 +98,13 @@ def fit_cmd(
         for c in ("model", "lab", "date", res.bx, res.by, "predicted", "h", f"{lv}% PI (t, leverage)",
                   "inside", "paper PI", "inside"):
             t.add_column(c, justify="left" if c in ("model", "lab", "date") else "right")
-        for r in res.new_releases.to_dict("records"):
-            t.add_row(r["model"], r["lab"], str(r["release_date"] or ""), f"{r['x']:g}", f"{r['y']:g}",
+        rows, note = _shown(res.new_releases, show_all, "releases", csv=False)
+        for r in rows.to_dict("records"):
+            t.add_row(_esc(r["model"]), _esc(r["lab"]), str(r["release_date"] or ""), f"{r['x']:g}", f"{r['y']:g}",
                       f"{r['predicted']:.1f}", _pm(r["h"]), f"[{r['pi_low']:.1f}, {r['pi_high']:.1f}]",
                       "yes" if r["inside"] else "NO", f"[{r['paper_low']:.1f}, {r['paper_high']:.1f}]",
                       "yes" if r["inside_paper"] else "NO")
-        out.print(t)
+        _print_table(t, note)
     for e in res.excluded:
         out.print(f"  left out {e['model']}: {e['reason']}", highlight=False)
 
@@ -112,21 +119,29 @@ def hfield_cmd(
     run: RunOpt = None,
     shots: ShotsOpt = None,
     corrected: CorrOpt = False,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Every model's h = y - line(x), in-sample and leave-one-out, its band, and compute-tier
-    duplicates (the same weights at two effort settings)."""
+    duplicates (the same weights at two effort settings). --csv: the per-model table (the rows
+    of --json's "table")."""
+    _formats(as_json, as_csv)
     res = fr.hfield(_frame(panel, clean, corrected), pair, subset=subset, band=band)
     if _emit(res, as_json, command="frontier hfield", corrected=corrected):
+        return
+    if as_csv:
+        _emit_csv(res.table)
         return
     t = Table(title=f"h-field in {res.panel}: h = {res.by} - ({res.line.slope:.4f} x {res.bx} "
                     f"{res.line.intercept:+.2f})")
     for c in ("model", "lab", "date", res.bx, res.by, "h", "h (LOO)", "band", "flags"):
         t.add_column(c, justify="left" if c in ("model", "lab", "date", "band", "flags") else "right")
-    for r in res.table.to_dict("records"):
-        t.add_row(r["model"] + ("" if r["in_fit"] else " *"), r["lab"], str(r["release_date"] or ""),
-                  f"{r['x']:g}", f"{r['y']:g}", _pm(r["h"]), _pm(r["h_loo"]), r["band"], r["flags"])
-    out.print(t)
+    rows, note = _shown(res.table, show_all, "models")
+    for r in rows.to_dict("records"):
+        t.add_row(_esc(r["model"]) + ("" if r["in_fit"] else " *"), _esc(r["lab"]), str(r["release_date"] or ""),
+                  f"{r['x']:g}", f"{r['y']:g}", _pm(r["h"]), _pm(r["h_loo"]), r["band"], _esc(r["flags"]))
+    _print_table(t, note)
     out.print("  * outside the fit (h is out of sample)", highlight=False)
     out.print(res.summary(), highlight=False)
 
@@ -145,33 +160,42 @@ def labs_cmd(
     resamples: ResOpt = DEFAULT_BOOTSTRAP,
     level: LevelOpt = 0.95,
     seed: SeedOpt = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Per lab: mean h (all and core), within-lab slope and r with CIs and n; the largest /
-    smallest slope ratio with a bootstrap CI; leave-one-lab-out error."""
+    smallest slope ratio with a bootstrap CI; leave-one-lab-out error. --csv: the per-lab
+    table (the rows of --json's "table")."""
+    _formats(as_json, as_csv)
     res = fr.labs(_frame(panel, clean, corrected), pair, subset=subset, min_models=min_models,
                   n_resamples=resamples, level=level, seed=seed)
     if _emit(res, as_json, command="frontier labs", corrected=corrected):
+        return
+    if as_csv:
+        _emit_csv(res.table)
         return
     lv = int(round(100 * level))
     t = Table(title=f"Labs in {res.panel} (h from {res.line.describe(res.bx, res.by)})")
     for c in ("lab", "n", "mean h", f"{lv}% CI", "core n", "core mean h", "slope", f"{lv}% CI", "r",
               f"{lv}% CI", "p_perm", "note"):
         t.add_column(c, justify="left" if c in ("lab", "note") else "right", overflow="fold")
-    for r in res.table.to_dict("records"):
+    rows, note = _shown(res.table, show_all, "labs")
+    for r in rows.to_dict("records"):
         ci = lambda a, b, d=2: "" if not math.isfinite(a) else f"[{a:+.{d}f}, {b:+.{d}f}]"  # noqa: E731
-        t.add_row(r["lab"], str(r["n"]), _pm(r["mean_h"]), ci(r["mean_h_low"], r["mean_h_high"], 1), str(r["n_core"]),
+        t.add_row(_esc(r["lab"]), str(r["n"]), _pm(r["mean_h"]), ci(r["mean_h_low"], r["mean_h_high"], 1), str(r["n_core"]),
                   _pm(r["mean_h_core"]), _f(r["slope"]), ci(r["slope_low"], r["slope_high"]), _f(r["r"]),
-                  ci(r["r_low"], r["r_high"]), _f(r["p_perm"]), r["note"])
-    out.print(t)
+                  ci(r["r_low"], r["r_high"]), _f(r["p_perm"]), _esc(r["note"]))
+    _print_table(t, note)
     out.print("  " + res.slope_ratio.describe(), highlight=False)
     t = Table(title=f"leave one lab out (labs with {min_models}+ models)")
     for c in ("lab", "n", "MAE", "bias", "slope without", "intercept without"):
         t.add_column(c, justify="left" if c == "lab" else "right")
-    for r in res.lolo.to_dict("records"):
-        t.add_row(r["lab"], str(r["n"]), f"{r['mae']:.2f}", _pm(r["bias"], 2), f"{r['slope_without']:.3f}",
+    rows, note = _shown(res.lolo, show_all, "labs", csv=False)
+    for r in rows.to_dict("records"):
+        t.add_row(_esc(r["lab"]), str(r["n"]), f"{r['mae']:.2f}", _pm(r["bias"], 2), f"{r['slope_without']:.3f}",
                   f"{r['intercept_without']:.2f}")
-    out.print(t)
+    _print_table(t, note)
     out.print("  " + res.lolo_mae.describe(), highlight=False)
     out.print("  " + res.lolo_mae_pooled.describe(), highlight=False)
     for n in res.notes:
@@ -191,22 +215,30 @@ def dynamics_cmd(
     run: RunOpt = None,
     shots: ShotsOpt = None,
     corrected: CorrOpt = False,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Each lab's releases in date order with h, dh and release-to-release gamma = dy/dx;
-    jumps |dh| > 10 flagged; overlapping dates of mixed precision flagged as uncertain order."""
+    jumps |dh| > 10 flagged; overlapping dates of mixed precision flagged as uncertain order.
+    --csv: the per-release table (the rows of --json's "table")."""
+    _formats(as_json, as_csv)
     res = fr.lab_dynamics(_frame(panel, clean, corrected), pair, subset=subset,
                           lab=lab.split(",") if lab else None, guard=guard, jump=jump)
     if _emit(res, as_json, command="frontier dynamics", corrected=corrected):
         return
+    if as_csv:
+        _emit_csv(res.table)
+        return
     t = Table(title=f"Lab dynamics in {res.panel}")
     for c in ("lab", "model", "date", res.bx, res.by, "h", "dh", "gamma", "note"):
         t.add_column(c, justify="left" if c in ("lab", "model", "date", "note") else "right", overflow="fold")
-    for r in res.table.to_dict("records"):
+    rows, more = _shown(res.table, show_all, "releases")
+    for r in rows.to_dict("records"):
         note = "; ".join(x for x in ("JUMP" if r["jump"] else "", r["order_note"], r["gamma_note"]) if x)
-        t.add_row(r["lab"], r["model"] + ("" if r["in_fit"] else " *"), str(r["release_date"]), f"{r['x']:g}",
-                  f"{r['y']:g}", _pm(r["h"]), _pm(r["dh"]), _f(r["gamma"]), note)
-    out.print(t)
+        t.add_row(_esc(r["lab"]), _esc(r["model"]) + ("" if r["in_fit"] else " *"), str(r["release_date"]),
+                  f"{r['x']:g}", f"{r['y']:g}", _pm(r["h"]), _pm(r["dh"]), _f(r["gamma"]), _esc(note))
+    _print_table(t, more)
     out.print("  * outside the fit", highlight=False)
     out.print(res.summary(), highlight=False)
     for e in res.excluded:

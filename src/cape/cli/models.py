@@ -14,11 +14,12 @@ import click
 import typer
 from rich.table import Table
 
-from .. import api
 from ..errors import CapeError
-from ._app import JsonOpt, _cell, _emit_json, _human_count, _records, command_set, err, out
+from ._app import JsonOpt, _cell, _emit_json, _human_count, _records, api, command_set, err, out
 
 commands = command_set()
+
+from ._app import AllOpt, CsvOpt, _emit_csv, _esc, _formats, _print_table, _shown  # noqa: E402  (long tables)
 
 models_app = typer.Typer(
     help=("A panel's models and their metadata (parameter counts, width, depth, tokens, release "
@@ -35,20 +36,28 @@ _COUNTS = ("params", "active_params", "tokens")
 @models_app.command("list")
 def models_list(
     panel: Annotated[str, typer.Argument(help="Panel name (see `cape panels`).")],
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
-    """List the models of a panel with their metadata."""
+    """List the models of a panel with their metadata (a long list shows its first rows and
+    says so: --all, --json or --csv for every model)."""
+    _formats(as_json, as_csv)
     frame = api.load_models(panel)
     if as_json:
         _emit_json({"panel": panel, "models": _records(frame)})
+        return
+    if as_csv:
+        _emit_csv(frame)
         return
     t = Table(title=f"{panel}: {len(frame)} models")
     cols = [c for c in _SHOWN if c in frame.columns]
     for c in cols:
         t.add_column(c, overflow="fold", justify="right" if c in _COUNTS + ("d_model", "n_layers") else "left")
-    for r in frame.to_dict("records"):
-        t.add_row(*[_human_count(r[c]) if c in _COUNTS else _cell(r[c]) for c in cols])
-    out.print(t)
+    rows, note = _shown(frame, show_all, "models")
+    for r in rows.to_dict("records"):
+        t.add_row(*[_human_count(r[c]) if c in _COUNTS else _esc(_cell(r[c])) for c in cols])
+    _print_table(t, note)
 
 
 @models_app.command("set")

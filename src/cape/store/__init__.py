@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine, delete, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
@@ -244,25 +245,43 @@ class Store:
     def panel(self, name: str) -> Panel:
         """Read a stored panel: its models (with ``subset``) and their scores, as imported
         into this panel (nothing from other panels)."""
+        from sqlalchemy import func, literal_column
+
         m, s, p = schema.models, schema.scores, schema.panels
+        score_fields = [c for c in SCORE_COLUMNS if c != "model"]
         with self.engine.connect() as conn:
             prow = conn.execute(select(p).where(p.c.name == name)).mappings().first()
             if prow is None:
                 raise CapeError(f"no panel '{name}' in {self.location}")
-            mq = (select(*[m.c[c] for c in MODEL_COLUMNS], m.c.subset, m.c.id)
+            # one query per table; rows arrive as the driver's tuples and are turned into
+            # typed columns a batch at a time (see _read_columns)
+            mq = (select(m.c.id, *[m.c[c] for c in MODEL_COLUMNS], m.c.subset)
                   .where(m.c.panel == name).order_by(m.c.id))
-            models = pd.DataFrame(conn.execute(mq).mappings().all())
-            sq = (select(m.c.model, *[s.c[c] for c in SCORE_COLUMNS if c != "model"])
-                  .join(m, m.c.id == s.c.model_id)
-                  .where(m.c.panel == name)
-                  .order_by(s.c.id))
-            scores = pd.DataFrame(conn.execute(sq).mappings().all())
-        if models.empty:
-            models = pd.DataFrame(columns=list(MODEL_COLUMNS) + ["subset"])
-        ds = Dataset.from_frames(models.drop(columns=["id"], errors="ignore"), scores)
-        ds.models["flags"] = ds.models["flags"].fillna("")
-        ds.scores["flags"] = ds.scores["flags"].fillna("")
-        return Panel(name=name, models=ds.models, scores=ds.scores, title=prow["title"],
+            mcols = _read_columns(conn, mq, ["id", *MODEL_COLUMNS, "subset"], MODEL_COLUMNS)
+            n_models = len(mcols["id"])
+            stored = conn.execute(select(func.count()).select_from(m)).scalar_one() if n_models else 1
+            sq = select(s.c.model_id, *[s.c[c] for c in score_fields]).order_by(s.c.id)
+            if n_models < stored:
+                key = s.c.model_id
+                if conn.dialect.name == "sqlite" and 2 * n_models >= stored:
+                    # most of the store is this panel: read scores in table order (``+`` keeps
+                    # SQLite off the model_id index), which is id order, so no sort is needed
+                    key = literal_column(f"+{s.name}.{s.c.model_id.name}")
+                sq = sq.where(key.in_(select(m.c.id).where(m.c.panel == name)))
+            # (a panel that is the whole store needs no filter: every score is one of its models')
+            scols = _read_columns(conn, sq, ["model_id", *score_fields], SCORE_COLUMNS)
+        models = _typed_frame(mcols, MODEL_COLUMNS)
+        # the extra per-panel column is assigned as a list, as Dataset.from_frames does
+        models["subset"] = mcols["subset"].tolist()
+        # each score's model row id -> that row's model id string
+        at = pd.Index(mcols["id"]).get_indexer(scols["model_id"])
+        scols["model"] = models["model"].array.take(at, allow_fill=True)
+        scores = _typed_frame(scols, SCORE_COLUMNS)
+        if (at < 0).any():              # a score whose model row is gone is no panel's score
+            scores = scores[at >= 0].reset_index(drop=True)
+        models["flags"] = models["flags"].fillna("")
+        scores["flags"] = scores["flags"].fillna("")
+        return Panel(name=name, models=models, scores=scores, title=prow["title"],
                      description=prow["description"], builtin=False,
                      meta={"created_at": prow["created_at"], "database": self.location})
 
@@ -439,14 +458,18 @@ class Store:
         source) this panel holds, or different model metadata in this panel, is a conflict:
         every conflict is listed in the error and nothing is written, unless ``replace``
         (which overwrites this panel's values only).
+
+        Bulk writes: new models with one multi-row insert and one query for their keys, new
+        scores in batches of multi-row inserts, the panel's stored rows read with one query
+        each when the input is large; only rows that differ from what is stored are looked
+        at one by one.
         """
         if panel in BUILTIN_PANELS:
             raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
         if not _PANEL_NAME.match(panel):
             raise CapeError(f"panel name '{panel}' is not allowed: use letters, digits, '.', '_' "
                             "and '-', starting with a letter or digit")
-        origins = _origins(data)
-        data = data.public()
+        origins = _origins(data)  # the input files, looked up for conflicts only
         report = IngestReport(panel=panel, dry_run=dry_run)
         try:
             with self.engine.begin() as conn:
@@ -458,121 +481,392 @@ class Store:
         return report
 
     def _ingest(self, conn, data: Dataset, panel: str, report: IngestReport,
-                origins: dict[tuple, str], *, replace: bool, title: str | None) -> None:
+                origins: "_Origins", *, replace: bool, title: str | None) -> None:
+        import numpy as np
+
         m, s, p = schema.models, schema.scores, schema.panels
         # panel
         if conn.execute(select(p.c.name).where(p.c.name == panel)).first() is None:
             report.panel_created = True
             conn.execute(p.insert().values(name=panel, title=title or panel, description="",
                                            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
-        # this panel's models (the same model id in another panel is another row)
+        # this panel's models (the same model id in another panel is another row); only the
+        # named columns of ``data`` are used (origin columns are ignored)
         incoming = data.models
-        ids = incoming["model"].tolist()
-        stored: dict[str, dict] = {}
-        for i in range(0, len(ids), _CHUNK):
-            rows = conn.execute(select(m).where((m.c.panel == panel)
-                                                & m.c.model.in_(ids[i:i + _CHUNK]))).mappings().all()
-            stored.update({r["model"]: dict(r) for r in rows})
-        conflicts: list[Conflict] = []
-        model_ids: dict[str, int] = {}
-        has_subset = "subset" in incoming.columns
-        for rec in incoming.to_dict("records"):
-            rec = {k: to_python(v) for k, v in rec.items()}
-            old = stored.get(rec["model"])
-            if old is None:
-                values = {c: rec.get(c) for c in _META}
-                values["flags"] = values["flags"] or ""
-                res = conn.execute(m.insert().values(panel=panel, model=rec["model"],
-                                                     subset=rec.get("subset") if has_subset else None,
-                                                     **values))
-                model_ids[rec["model"]] = res.inserted_primary_key[0]
-                report.models_added += 1
-                report.members_added += 1
-                continue
-            model_ids[rec["model"]] = old["id"]
-            update = {}
+        ids = _py(incoming["model"])
+        new_cols = {c: _py(incoming[c]) for c in _META}
+        if report.panel_created:
+            stored = _typed_rows([], [*schema.models.c.keys()])
+        elif len(ids) > _BULK:
+            stored = _read_typed(conn, select(m).where(m.c.panel == panel))
+        else:
+            stored = pd.concat([_read_typed(conn, select(m).where((m.c.panel == panel)
+                                                                  & m.c.model.in_(ids[i:i + _CHUNK].tolist())))
+                                for i in range(0, max(len(ids), 1), _CHUNK)], ignore_index=True)
+        at = pd.Index(_py(stored["model"])).get_indexer(ids) if len(stored) else np.full(len(ids), -1)
+        new = at < 0
+        conflicts: list[tuple[Conflict, tuple]] = []
+        # new models: one multi-row insert, then their keys with one query
+        if new.any():
+            rows = {"panel": np.full(int(new.sum()), panel, dtype=object), "model": ids[new],
+                    "subset": _py(incoming["subset"])[new] if "subset" in incoming.columns else None}
             for c in _META:
-                new, have = rec.get(c), old.get(c)
-                if c == "flags":
-                    new, have = new or "", have or ""
-                    if new and new != have:
-                        if have and not replace:
-                            conflicts.append(Conflict(rec["model"], c, have, new, origins.get((rec["model"],))))
-                        else:
-                            update[c] = new
-                    continue
-                if new is None or _same(new, have):
-                    continue
-                if have is None or replace:
-                    update[c] = new
-                else:
-                    conflicts.append(Conflict(rec["model"], c, have, new, origins.get((rec["model"],))))
-            if update:
-                conn.execute(m.update().where(m.c.id == old["id"]).values(**update))
-                report.models_updated += 1
-        # scores (of this panel's model rows only)
-        existing: dict[tuple, dict] = {}
-        id_list = list(model_ids.values())
-        for i in range(0, len(id_list), _CHUNK):
-            rows = conn.execute(select(s).where(s.c.model_id.in_(id_list[i:i + _CHUNK]))).mappings().all()
-            for r in rows:
-                existing[(r["model_id"], r["benchmark"], r["variant"], r["source"])] = dict(r)
-        inserts = []
-        for rec in data.scores.to_dict("records"):
-            rec = {k: to_python(v) for k, v in rec.items()}
-            rec["flags"] = rec["flags"] or ""
-            rec["source"] = rec["source"] or ""
-            key = (model_ids[rec["model"]], rec["benchmark"], rec["variant"], rec["source"])
-            old = existing.get(key)
-            fields = {c: rec[c] for c in _SCORE_FIELDS}
-            if old is None:
-                inserts.append({"model_id": key[0], "benchmark": key[1], "variant": key[2],
-                                "source": key[3], **fields})
-                continue
-            if old["run_date"] is None and fields["run_date"] is not None:
-                # a score stored before run dates were kept (schema 2): the date only fills in
-                conn.execute(s.update().where(s.c.id == old["id"]).values(run_date=fields["run_date"]))
-                old = {**old, "run_date": fields["run_date"]}
-            diff = [c for c in _SCORE_FIELDS if not _same(fields[c], old[c] if c != "flags" else old[c] or "")]
-            if not diff:
-                report.scores_unchanged += 1
-            elif replace:
-                conn.execute(s.update().where(s.c.id == old["id"]).values(**fields))
-                report.scores_replaced += 1
-                report.replaced.append(f"{rec['model']} {key[1]}/{key[2]}: {old['value']:g} -> {fields['value']:g}")
+                rows[c] = new_cols[c][new]
+            rows["flags"] = _or_blank(rows["flags"])
+            _insert_many(conn, m, rows)
+            report.models_added += int(new.sum())
+            report.members_added += int(new.sum())
+        model_id = np.zeros(len(ids), dtype=np.int64)
+        if len(stored):
+            model_id[~new] = stored["id"].to_numpy(dtype=np.int64)[at[~new]]
+        if new.any():
+            added = ids[new]
+            if len(added) > _BULK:
+                keys = _read_typed(conn, select(m.c.id, m.c.model).where(m.c.panel == panel))
             else:
-                what = f"{key[1]}/{key[2]} from '{key[3]}'"
-                c0 = diff[0]
-                conflicts.append(Conflict(rec["model"], what if c0 == "value" else f"{what} {c0}",
-                                          old[c0], fields[c0],
-                                          origins.get((rec["model"], key[1], key[2], key[3]))))
+                keys = pd.concat([_read_typed(conn, select(m.c.id, m.c.model).where(
+                    (m.c.panel == panel) & m.c.model.in_(added[i:i + _CHUNK].tolist())))
+                    for i in range(0, len(added), _CHUNK)], ignore_index=True)
+            where = pd.Index(_py(keys["model"])).get_indexer(added)
+            model_id[new] = keys["id"].to_numpy(dtype=np.int64)[where]
+        # stored models: compare in bulk; the rows that may differ are checked one by one
+        old_at = np.flatnonzero(~new)
+        if len(old_at):
+            maybe = np.zeros(len(old_at), dtype=bool)
+            for c in _META:
+                have = _py(stored[c])[at[old_at]]
+                now = new_cols[c][old_at]
+                if c == "flags":
+                    now, have = _or_blank(now), _or_blank(have)
+                    maybe |= (now != "") & _ne(now, have)
+                else:
+                    maybe |= _isnt_none(now) & _ne(now, have)
+            stored_py = {c: _py(stored[c]) for c in stored.columns}
+            updates: dict[tuple, list[dict]] = {}  # the fields set -> rows, one statement each
+            for i in old_at[maybe]:
+                rec = {"model": ids[i], **{c: new_cols[c][i] for c in _META}}
+                old = {c: v[at[i]] for c, v in stored_py.items()}
+                update = {}
+                for c in _META:
+                    new_v, have = rec.get(c), old.get(c)
+                    if c == "flags":
+                        new_v, have = new_v or "", have or ""
+                        if new_v and new_v != have:
+                            if have and not replace:
+                                conflicts.append((Conflict(rec["model"], c, have, new_v), (rec["model"],)))
+                            else:
+                                update[c] = new_v
+                        continue
+                    if new_v is None or _same(new_v, have):
+                        continue
+                    if have is None or replace:
+                        update[c] = new_v
+                    else:
+                        conflicts.append((Conflict(rec["model"], c, have, new_v), (rec["model"],)))
+                if update:
+                    updates.setdefault(tuple(update), []).append({"_id": old["id"], **update})
+                    report.models_updated += 1
+            for rows_ in updates.values():
+                _update_many(conn, m, rows_)
+        # scores (of this panel's model rows only), compared as typed columns; Python values
+        # only for the rows that may differ and, batch by batch, for the rows inserted
+        sc = data.scores
+        n = len(sc)
+        row_of = pd.Index(ids).get_indexer(_py(sc["model"]))
+        if (row_of < 0).any():  # a score whose model is not among the models: as before, a KeyError
+            raise KeyError(_py(sc["model"])[np.argmax(row_of < 0)])
+        sid = model_id[row_of]
+        cols = {"benchmark": sc["benchmark"].array, "variant": sc["variant"].array,
+                "source": _text_or_blank(sc["source"]), **{c: sc[c].array for c in _SCORE_FIELDS}}
+        cols["flags"] = _text_or_blank(sc["flags"])
+        match = np.full(n, -1, dtype=np.int64)
+        old_rows = ~new[row_of]  # scores of models this panel held already
+        existing = None
+        if old_rows.any():
+            held = np.unique(model_id[old_at])
+            if len(held) > _BULK:
+                existing = _read_typed(conn, select(s).where(s.c.model_id.in_(
+                    select(m.c.id).where(m.c.panel == panel))))
+            else:
+                existing = pd.concat([_read_typed(conn, select(s).where(s.c.model_id.in_(held[i:i + _CHUNK].tolist())))
+                                      for i in range(0, len(held), _CHUNK)], ignore_index=True)
+            if len(existing):
+                key = pd.MultiIndex.from_arrays([existing["model_id"].to_numpy(dtype=np.int64),
+                                                 *(_py(existing[c]) for c in ("benchmark", "variant", "source"))])
+                look = np.flatnonzero(old_rows)
+                match[look] = key.get_indexer(pd.MultiIndex.from_arrays(
+                    [sid[look], *(_py(cols[c][look]) for c in ("benchmark", "variant", "source"))]))
+        hit = np.flatnonzero(match >= 0)
+        fills: list[dict] = []
+        replaces: list[dict] = []
+        if len(hit):
+            maybe = np.zeros(len(hit), dtype=bool)
+            for c in _SCORE_FIELDS:
+                have = existing[c].array[match[hit]]
+                if c == "flags":
+                    have = _text_or_blank(pd.Series(have)) if len(have) else have
+                maybe |= _differs(cols[c][hit], have)
+            report.scores_unchanged += int((~maybe).sum())
+            at_rows = hit[maybe]
+            now_py = {c: _py(cols[c][at_rows]) for c in ("benchmark", "variant", "source", *_SCORE_FIELDS)}
+            old_py = {c: _py(existing[c].array[match[at_rows]]) for c in ("id", *_SCORE_FIELDS)}
+            for k, i in enumerate(at_rows):
+                old = {c: v[k] for c, v in old_py.items()}
+                rec_fields = {c: now_py[c][k] for c in _SCORE_FIELDS}
+                key3 = (sid[i], now_py["benchmark"][k], now_py["variant"][k], now_py["source"][k])
+                if old["run_date"] is None and rec_fields["run_date"] is not None:
+                    # a score stored before run dates were kept (schema 2): the date only fills in
+                    fills.append({"_id": old["id"], "run_date": rec_fields["run_date"]})
+                    old = {**old, "run_date": rec_fields["run_date"]}
+                diff = [c for c in _SCORE_FIELDS
+                        if not _same(rec_fields[c], old[c] if c != "flags" else old[c] or "")]
+                if not diff:
+                    report.scores_unchanged += 1
+                elif replace:
+                    replaces.append({"_id": old["id"], **rec_fields})
+                    report.scores_replaced += 1
+                    report.replaced.append(f"{ids[row_of[i]]} {key3[1]}/{key3[2]}: "
+                                           f"{old['value']:g} -> {rec_fields['value']:g}")
+                else:
+                    what = f"{key3[1]}/{key3[2]} from '{key3[3]}'"
+                    c0 = diff[0]
+                    model_name = ids[row_of[i]]
+                    conflicts.append((Conflict(model_name, what if c0 == "value" else f"{what} {c0}",
+                                               old[c0], rec_fields[c0]),
+                                      (model_name, key3[1], key3[2], key3[3])))
+        _update_many(conn, s, fills)
+        _update_many(conn, s, replaces)
         if conflicts:
-            shown = "; ".join(str(c) for c in conflicts[:10])
-            more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+            files = origins.files([k for _, k in conflicts])
+            found = [Conflict(c.model, c.what, c.stored, c.incoming, f) for (c, _), f in zip(conflicts, files)]
+            shown = "; ".join(str(c) for c in found[:10])
+            more = f"; and {len(found) - 10} more" if len(found) > 10 else ""
             raise StoreError(
-                f"{len(conflicts)} value(s) differ from what panel '{panel}' in {self.location} "
+                f"{len(found)} value(s) differ from what panel '{panel}' in {self.location} "
                 f"already holds, nothing was written: {shown}{more}",
                 hint="pass --replace to overwrite them",
             )
-        if inserts:
-            conn.execute(s.insert(), inserts)
-            report.scores_added += len(inserts)
+        add = np.flatnonzero(match < 0)
+        if len(add):
+            _insert_many(conn, s, {"model_id": sid, **cols}, take=add, pause=True)
+            report.scores_added += len(add)
 
 
-def _origins(data: Dataset) -> dict[tuple, str]:
-    """Input file per model and per score key, for naming files in conflict messages."""
-    out: dict[tuple, str] = {}
-    if "_file" in data.models.columns:
-        for mid, f in zip(data.models["model"], data.models["_file"]):
-            if f is not None and f is not pd.NA:
-                out.setdefault((mid,), str(f))
-    if "_file" in data.scores.columns:
-        keys = zip(data.scores["model"], data.scores["benchmark"],
-                   data.scores["variant"].fillna(""), data.scores["source"].fillna(""), data.scores["_file"])
-        for m, b, v, src, f in keys:
-            if f is not None and f is not pd.NA:
-                out.setdefault((m, b, v, src), str(f))
+#: Above this many models, an ingest reads the panel's stored rows with one query each
+#: instead of ``IN (...)`` chunks.
+_BULK = 2000
+#: Rows per multi-row insert or update (bounds the memory of one batch of parameters).
+_WRITE_BATCH = 50_000
+
+
+def _py(values) -> "np.ndarray":
+    """A column (Series or array) as plain Python values (``None`` where missing) in an
+    object array, as SQL parameters and for comparing with stored rows: what
+    :func:`to_python` gives per cell. Text is converted once per distinct value; an object
+    array is taken to hold Python values already."""
+    import numpy as np
+
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    kind = values.dtype
+    if isinstance(kind, (pd.StringDtype, pd.CategoricalDtype)):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        out = np.empty(len(uniques) + 1, dtype=object)
+        out[:-1] = [to_python(v) for v in uniques.tolist()] if len(uniques) else []
+        out[-1] = None
+        return out[codes]
+    if isinstance(values, pd.api.extensions.ExtensionArray) and not isinstance(values, pd.arrays.NumpyExtensionArray):
+        return values.to_numpy(dtype=object, na_value=None)
+    arr = np.asarray(values)
+    out = np.empty(len(arr), dtype=object)
+    out[:] = arr.tolist()
+    if arr.dtype == object:
+        out[:] = [to_python(v) for v in out]
+    elif arr.dtype.kind == "f":
+        out[np.isnan(arr)] = None
     return out
+
+
+def _text_or_blank(series: pd.Series):
+    """``value or ""`` per cell of a text column, as an array."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return series.fillna("").array
+    return _or_blank(_py(series))
+
+
+def _differs(a, b) -> "np.ndarray":
+    """Cells of two columns that are not exactly equal (missing equals only missing): a
+    superset of the cells that :func:`_same` calls different."""
+    import numpy as np
+
+    a_na, b_na = np.asarray(pd.isna(a), dtype=bool), np.asarray(pd.isna(b), dtype=bool)
+    out = a_na != b_na
+    both = np.flatnonzero(~a_na & ~b_na)
+    if len(both):
+        try:
+            same = np.asarray(a[both] == b[both], dtype=bool)
+        except Exception:  # columns of kinds that do not compare in bulk
+            same = ~_ne(_py(a[both]), _py(b[both]))
+        out[both] = ~same
+    return out
+
+
+def _or_blank(values: "np.ndarray") -> "np.ndarray":
+    """``value or ""`` per cell of a text column (text or ``None``)."""
+    import numpy as np
+
+    out = values.copy()
+    blank = np.equal(values, None).astype(bool) | np.equal(values, "").astype(bool)
+    out[blank] = ""
+    return out
+
+
+def _isnt_none(values: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    return np.not_equal(values, None).astype(bool)
+
+
+def _ne(a: "np.ndarray", b: "np.ndarray") -> "np.ndarray":
+    """Cells that are not exactly equal (``None`` equals only ``None``): a superset of the
+    cells that :func:`_same` calls different."""
+    import numpy as np
+
+    if not len(a):
+        return np.zeros(0, dtype=bool)
+    a_none, b_none = ~_isnt_none(a), ~_isnt_none(b)
+    return np.where(a_none | b_none, a_none != b_none, np.not_equal(a, b).astype(bool))
+
+
+def _read_typed(conn, query) -> pd.DataFrame:
+    """A query's rows as a DataFrame of typed columns, read in batches (text as ``string``,
+    whole numbers as ``Int64``, other numbers as ``Float64``), so that no Python object per
+    cell outlives its batch."""
+    result = conn.execute(query)
+    names = list(result.keys())
+    parts = []
+    while True:
+        rows = result.fetchmany(_WRITE_BATCH)
+        if not rows:
+            break
+        parts.append(_typed_rows(rows, names))
+    if not parts:
+        return _typed_rows([], names)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _typed_rows(rows, names: list[str]) -> pd.DataFrame:
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    data = {}
+    for name, values in zip(names, columns):
+        kinds = {type(v) for v in values} - {type(None)}
+        if not kinds:
+            data[name] = pd.Series(list(values), dtype=object).array
+        elif kinds <= {str}:
+            data[name] = pd.array(list(values), dtype="string")
+        elif kinds <= {int}:
+            data[name] = pd.array(list(values), dtype="Int64")
+        elif kinds <= {int, float}:
+            data[name] = pd.array(list(values), dtype="Float64") if kinds == {float} else pd.Series(
+                list(values), dtype=object).array
+        else:
+            data[name] = pd.Series(list(values), dtype=object).array
+    return pd.DataFrame(data, index=range(len(rows)))
+
+
+def _insert_many(conn, table, rows: dict, *, take=None, pause: bool = False) -> None:
+    """Insert rows given as columns (Python values in object arrays, typed arrays, or
+    ``None`` for a NULL column), the rows at ``take`` (default all), in batches of
+    :data:`_WRITE_BATCH` rows: Python values are made batch by batch."""
+    import numpy as np
+
+    names = [c for c in rows]
+    n = len(next(v for v in rows.values() if v is not None))
+    take = np.arange(n) if take is None else take
+    # text: Python strings made once per distinct value, the column an array of references
+    rows = {c: _py(v) if v is not None and isinstance(v.dtype, (pd.StringDtype, pd.CategoricalDtype)) else v
+            for c, v in rows.items()}
+    # the statement compiled once; each batch goes to the driver's executemany as plain
+    # tuples where the driver takes them (SQLite), else through SQLAlchemy as dicts
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
+    sql = str(compiled)
+    order = list(compiled.positiontup or []) if compiled.positional else []
+    direct = sorted(order) == sorted(names) and "RETURNING" not in sql.upper()
+    for start in range(0, len(take), _WRITE_BATCH):
+        at = take[start:start + _WRITE_BATCH]
+        cols = {c: _py(rows[c][at]).tolist() if rows[c] is not None else [None] * len(at) for c in names}
+        if direct:
+            conn.exec_driver_sql(sql, list(zip(*(cols[c] for c in order))))
+        else:
+            conn.execute(table.insert(), [dict(zip(names, r)) for r in zip(*cols.values())])
+        if pause and start == 0:
+            _test_pause()
+
+
+def _update_many(conn, table, rows: list[dict]) -> None:
+    """``UPDATE table SET ... WHERE id = :_id`` for each row (rows that set the same fields)."""
+    from sqlalchemy import bindparam
+
+    if not rows:
+        return
+    fields = [c for c in rows[0] if c != "_id"]
+    stmt = table.update().where(table.c.id == bindparam("_id")).values(
+        **{c: bindparam(f"_new_{c}") for c in fields})
+    for start in range(0, len(rows), _WRITE_BATCH):
+        conn.execute(stmt, [{"_id": r["_id"], **{f"_new_{c}": r[c] for c in fields}}
+                            for r in rows[start:start + _WRITE_BATCH]])
+
+
+def _test_pause() -> None:
+    """Test hook: with ``CAPE_TEST_INGEST_PAUSE=SECONDS`` set, an ingest stops this long
+    inside its transaction, after its first batch of scores is written, and says so on
+    stderr; tests kill it there to check that an interrupted ingest leaves the store as it
+    was. Unset (always, outside tests), it does nothing."""
+    wait = os.environ.get("CAPE_TEST_INGEST_PAUSE")
+    if not wait:
+        return
+    import sys
+    import time
+
+    print("CAPE_TEST_INGEST_PAUSE: paused inside the ingest transaction", file=sys.stderr, flush=True)
+    time.sleep(float(wait))
+
+
+class _Origins:
+    """Input file per model and per score key, for naming files in conflict messages:
+    looked up for the conflicts only (the first row of a key that names a file)."""
+
+    def __init__(self, data: Dataset):
+        self.models = data.models
+        self.scores = data.scores
+
+    def files(self, keys: list[tuple]) -> list[str | None]:
+        out: list[str | None] = [None] * len(keys)
+        for size, frame, cols in ((1, self.models, ["model"]),
+                                  (4, self.scores, ["model", "benchmark", "variant", "source"])):
+            want = [i for i, k in enumerate(keys) if len(k) == size]
+            if not want or "_file" not in frame.columns or not len(frame):
+                continue
+            file = frame["_file"]
+            named = ~pd.Series([f is None or f is pd.NA for f in file], dtype=bool).to_numpy()
+            parts = [frame[c].astype(object).where(frame[c].notna(), "" if c in ("variant", "source") else None)
+                     .to_numpy(dtype=object)[named] for c in cols]
+            index = pd.MultiIndex.from_arrays(parts) if size > 1 else pd.Index(parts[0])
+            first = ~index.duplicated(keep="first")
+            index, names = index[first], pd.Series(file.to_numpy(dtype=object)[named][first], dtype=object)
+            look = [keys[i] for i in want]
+            pos = (index.get_indexer(pd.MultiIndex.from_tuples(look)) if size > 1
+                   else index.get_indexer([k[0] for k in look]))
+            for i, p_ in zip(want, pos):
+                out[i] = None if p_ < 0 else str(names.iat[p_])
+        return out
+
+
+def _origins(data: Dataset) -> _Origins:
+    """Input file per model and per score key, for naming files in conflict messages."""
+    return _Origins(data)
 
 
 def _transactional_ddl(engine: Engine) -> None:
@@ -593,3 +887,100 @@ def _transactional_ddl(engine: Engine) -> None:
 
 class _Rollback(Exception):
     """Raised inside the ingest transaction to undo a dry run."""
+
+
+# ----------------------------------------------------------------- reading, columnar
+#: Rows per batch when reading a panel (bounds the memory held as Python tuples).
+_BATCH = 20_000
+
+
+def _batches(conn, query):
+    """The rows of ``query`` as lists of the driver's plain tuples (no per-row Row objects)."""
+    result = conn.execute(query)
+    try:
+        cursor = getattr(result, "cursor", None)
+        if cursor is None:
+            yield [tuple(r) for r in result]
+            return
+        while rows := cursor.fetchmany(_BATCH):
+            yield rows
+    finally:
+        result.close()
+
+
+def _read_columns(conn, query, names: list[str], dtypes: dict[str, str]) -> dict:
+    """The rows of ``query`` as one array per column. A column of ``dtypes`` comes typed as
+    ``Dataset.from_frames`` types it (:data:`cape.schema.MODEL_COLUMNS`,
+    :data:`~cape.schema.SCORE_COLUMNS`); ``id``/``*_id`` as int64, the others as objects.
+    Arrow converts each batch of rows column-wise in C; a value it will not take (text in a
+    number column, say) makes the whole read go through :func:`pandas.to_numeric` cell by
+    cell, as ``Dataset.from_frames`` does."""
+    try:
+        return _arrow_columns(_batches(conn, query), names, dtypes)
+    except (TypeError, ValueError, ArithmeticError, ImportError):  # ArrowException is both
+        return _object_columns([r for rows in _batches(conn, query) for r in rows], names, dtypes)
+
+
+#: Arrow type each schema dtype is read as: integers come as float64 (NULL as NaN) and are
+#: cast to Int64 as ``Dataset.from_frames`` casts them, so a non-integral value is an error
+#: there too rather than truncated.
+_ARROW = {"string": "string", "Float64": "float64", "Int64": "float64"}
+
+
+def _arrow_columns(batches, names: list[str], dtypes: dict[str, str]) -> dict:
+    import gc
+
+    import pyarrow as pa
+
+    def kind(name):
+        if name in dtypes:
+            return _ARROW[dtypes[name]]
+        return "int64" if name == "id" or name.endswith("_id") else "string"
+
+    struct = pa.struct([(n, getattr(pa, kind(n))()) for n in names])
+    # millions of short-lived row tuples: the cyclic collector would only rescan them
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        parts = [pa.array(rows, type=struct, from_pandas=True) for rows in batches]
+    finally:
+        if collecting:
+            gc.enable()
+    table = pa.concat_arrays(parts) if parts else pa.array([], type=struct)
+    out = {}
+    for name in names:
+        col = table.field(name)
+        if dtypes.get(name) == "Int64":
+            values = col.to_numpy(zero_copy_only=False)
+            out[name] = pd.array(values, dtype="Int64") if len(values) else pd.array([], dtype="Int64")
+        elif name in dtypes:
+            out[name] = pd.api.types.pandas_dtype(dtypes[name]).__from_arrow__(col)
+        elif kind(name) == "int64":
+            out[name] = col.to_numpy(zero_copy_only=False)
+        else:
+            out[name] = np.asarray(col.to_pylist(), dtype=object)
+    return out
+
+
+def _object_columns(rows: list[tuple], names: list[str], dtypes: dict[str, str]) -> dict:
+    table = np.array(rows, dtype=object) if rows else np.empty((0, len(names)), dtype=object)
+    out = {}
+    for i, name in enumerate(names):
+        col = table[:, i].copy()
+        dtype = dtypes.get(name)
+        if dtype == "string":
+            out[name] = pd.array([None if pd.isna(v) else str(v) for v in col], dtype=dtype)
+        elif dtype is not None:
+            values = pd.to_numeric(pd.Series(col, dtype=object))
+            out[name] = pd.array(values, dtype=dtype) if len(values) else pd.array([], dtype=dtype)
+        elif name == "id" or name.endswith("_id"):
+            out[name] = col.astype(np.int64)
+        else:
+            out[name] = col
+    return out
+
+
+def _typed_frame(cols: dict, dtypes: dict[str, str]) -> pd.DataFrame:
+    """The frame of ``dtypes``' columns from :func:`_read_columns`, in ``dtypes``' order."""
+    n = len(next(iter(cols.values())))
+    return pd.DataFrame({c: cols[c] for c in dtypes}, index=range(n))

@@ -23,13 +23,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ..storeinfo import APPLICATION, SCHEMA_VERSION
+
 __all__ = ["metadata", "cape_meta", "panels", "models", "scores", "SCHEMA_VERSION"]
 
-#: The schema version this code writes. Bump it together with a new migration.
-SCHEMA_VERSION = 3
-
-#: Marker stored in cape_meta so that a database can be recognised as CAPE's.
-APPLICATION = "cape"
+# SCHEMA_VERSION (bump it together with a new migration) and APPLICATION live in
+# cape.storeinfo, in the standard library only, so that cape.catalog can check a database
+# without importing SQLAlchemy.
 
 metadata = MetaData()
 
