@@ -344,3 +344,17 @@ def test_storeinfo_matches_the_store(cape_home, monkeypatch):
     monkeypatch.delenv("CAPE_DB_URL")
     monkeypatch.delenv("CAPE_HOME")
     assert storeinfo.cape_home() == store_home()
+
+
+def test_analysis_submodules_are_reachable_as_attributes():
+    """``cape.analysis.coupling`` (a submodule) works on a fresh import, as it did when the
+    package imported every analysis eagerly; the functions advise/replication keep their
+    names; an unknown name is still an AttributeError."""
+    code = ("import cape.analysis as a, types; "
+            "assert isinstance(a.coupling, types.ModuleType) and a.coupling.MIN_BOOTSTRAP == 4; "
+            "assert callable(a.advise) and not isinstance(a.advise, types.ModuleType); "
+            "import pytest\n"
+            "try:\n    a.no_such_thing\nexcept AttributeError:\n    print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

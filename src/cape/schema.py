@@ -373,8 +373,7 @@ class Dataset:
         sub = filled.iloc[at]
         group = sub.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
         values = scores["value"].iloc[at].astype(float).to_numpy()
-        first_at = np.zeros(group.max() + 1, dtype=np.int64)
-        first_at[group[::-1]] = np.arange(len(group))[::-1]
+        first_at = np.unique(group, return_index=True)[1]      # each key's first row
         differs = ~(np.abs(values - values[first_at[group]]) <= 1e-9)
         if differs.any():
             # the first key (by first appearance, the order groupby gives) whose values differ

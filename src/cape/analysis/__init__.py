@@ -10,6 +10,7 @@ DataFrame (see :func:`cape.load_panel`) returning a result object with ``to_dict
 """
 
 import importlib
+import importlib.util
 import sys
 import types
 
@@ -43,6 +44,9 @@ __all__ = [
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
+        # a submodule (``cape.analysis.coupling`` ...), as after the eager imports of old
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'cape.analysis' has no attribute '{name}'")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value

@@ -215,13 +215,16 @@ def running_coupling(data, pair=None, *, guard: float = DEFAULT_GUARD, unit: str
                 "an extrapolation")
     if a_hat <= 0 and np.isfinite(a_hat):
         note = (note + "; " if note else "") + "A <= 0: the fitted coupling does not rise with size"
+    with np.errstate(over="ignore"):   # a crossing beyond 1e308 parameters is inf, silently
+        ci_x0 = (float(10 ** lo[2]), float(10 ** hi[2])) if x0_dist.size else None
+        med_x0 = float(10 ** med[2])
     crossing = Estimate("N_c (zero crossing of the running coupling)",
                         float(10 ** x0_hat) if np.isfinite(x0_hat) else float("nan"),
                         method="10^(-B/A) of the OLS fit", **common | {
-                            "ci": (float(10 ** lo[2]), float(10 ** hi[2])) if x0_dist.size else None,
+                            "ci": ci_x0,
                             "unit": "interval", "discarded": bs.discarded + int((~has_x0).sum()),
                             "interval": "percentile, resampling " + unit_name},
-                        median=float(10 ** med[2]),
+                        median=med_x0,
                         note=note)
     return RunningCoupling(lc.panel, lc.b1, lc.b2, m, len(names), A, B, crossing, r2, xr,
                            unit, iv, ab)

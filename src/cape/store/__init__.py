@@ -34,6 +34,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from ..errors import CapeError, InputError, StoreError
 from ..panels import BUILTIN_PANELS, Panel
 from ..schema import MODEL_COLUMNS, SCORE_COLUMNS, Dataset, to_python
+from ..storeinfo import cape_home, default_url
 from . import migrations, schema
 
 __all__ = ["Store", "IngestReport", "MetadataReport", "Conflict", "default_url", "cape_home"]
@@ -45,21 +46,6 @@ PANEL_NAME = _PANEL_NAME
 _CHUNK = 500
 _META = [c for c in MODEL_COLUMNS if c != "model"]
 _SCORE_FIELDS = ("value", "stderr", "n_shot", "harness", "flags", "run_date")
-
-
-def cape_home() -> Path:
-    """``$CAPE_HOME``, or the per-user data folder."""
-    env = os.environ.get("CAPE_HOME")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("cape", appauthor=False))
-
-
-def default_url() -> str:
-    """``$CAPE_DB_URL``, or SQLite at ``$CAPE_HOME/cape.db``."""
-    return os.environ.get("CAPE_DB_URL") or f"sqlite:///{cape_home() / 'cape.db'}"
 
 
 def _ensure_writable(folder: Path) -> None:
@@ -899,8 +885,10 @@ def _batches(conn, query):
     result = conn.execute(query)
     try:
         cursor = getattr(result, "cursor", None)
-        if cursor is None:
-            yield [tuple(r) for r in result]
+        if cursor is None or conn.dialect.name != "sqlite":
+            # other drivers may buffer rows ahead of the cursor: go through SQLAlchemy
+            for part in result.partitions(_BATCH):
+                yield [tuple(r) for r in part]
             return
         while rows := cursor.fetchmany(_BATCH):
             yield rows

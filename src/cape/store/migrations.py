@@ -4,7 +4,7 @@ A database records its version in ``cape_meta``. Opening it applies every pendin
 one transaction; a database newer than this code is refused rather than touched.
 
 Adding a step: write a function that alters the tables with portable DDL, append
-``Migration(N, "what it does", function)``, and set ``schema.SCHEMA_VERSION = N``. Every
+``Migration(N, "what it does", function)``, and set ``SCHEMA_VERSION = N`` in :mod:`cape.storeinfo` (re-exported by ``schema``). Every
 step works on frozen copies of the tables it reads and writes (``_v1_tables``,
 ``_v2_tables``), never on the current ``schema`` module, so that an old database is always
 taken through the same steps. A new database is created by running every step too.
