@@ -149,3 +149,14 @@ def test_conflict_message_names_the_input_file(fixtures, tmp_path):
     path.write_text((fixtures / "long.csv").read_text().replace("40.5,0.49", "41.5,0.49"))
     with pytest.raises(StoreError, match=r"stored 40\.5, file 41\.5 \(in .*rerun\.csv\)"):
         cape.ingest(path, "mine")
+
+
+@pytest.mark.parametrize("name", ["abc\n", "abc\nxyz", "", "-abc", "a b"])
+def test_panel_name_must_match_whole(fixtures, name):
+    """The whole name must be letters, digits, '.', '_' and '-' (a regex ending in '$' with
+    re.match would let "abc\\n" through); nothing is written for a refused name."""
+    store = Store()
+    with pytest.raises(cape.CapeError, match="is not allowed"):
+        store.ingest(read_results(fixtures / "wide.csv").dataset, panel=name)
+    assert store.panel_names() == []
+    assert store.ingest(read_results(fixtures / "wide.csv").dataset, panel="abc").changed

@@ -452,7 +452,7 @@ class Store:
         """
         if panel in BUILTIN_PANELS:
             raise CapeError(f"'{panel}' is a built-in panel and read-only; ingest into a panel of your own")
-        if not _PANEL_NAME.match(panel):
+        if not _PANEL_NAME.fullmatch(panel):   # fullmatch: "$" alone accepts "abc\n"
             raise CapeError(f"panel name '{panel}' is not allowed: use letters, digits, '.', '_' "
                             "and '-', starting with a letter or digit")
         origins = _origins(data)  # the input files, looked up for conflicts only
