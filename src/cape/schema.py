@@ -243,6 +243,19 @@ def _fail(frame: pd.DataFrame, mask, field: str, message, field_from: str | None
     raise InputError(message(row), field=name, **_origin(frame, idx))
 
 
+def _distinct_given(grp: pd.DataFrame, col: str, mid) -> list:
+    """The distinct given values of ``col`` among one model id's rows ``grp``, in order;
+    more than one is an error naming the id, the values, the rows, the file and the field."""
+    vals = [v for v in grp[col].tolist() if v is not None and v is not pd.NA
+            and not (isinstance(v, float) and math.isnan(v))]
+    distinct = list(dict.fromkeys(vals))
+    if len(distinct) > 1:
+        rows = ", ".join(f"row {r}" for r in grp["_row"].tolist())
+        raise InputError(f"model '{mid}' has conflicting {col} values {distinct} ({rows})",
+                         file=grp["_file"].iloc[0], field=col)
+    return distinct
+
+
 @dataclass
 class Dataset:
     """Models and their scores, in CAPE's schema. Build one, then call :meth:`validate`.
@@ -417,15 +430,7 @@ class Dataset:
         for mid, grp in models.groupby("model", sort=False):
             merged = grp.iloc[0].copy()
             for col in meta_cols:
-                vals = [v for v in grp[col].tolist() if v is not None and v is not pd.NA
-                        and not (isinstance(v, float) and math.isnan(v))]
-                distinct = list(dict.fromkeys(vals))
-                if len(distinct) > 1:
-                    rows = ", ".join(f"row {r}" for r in grp["_row"].tolist())
-                    raise InputError(
-                        f"model '{mid}' has conflicting {col} values {distinct} ({rows})",
-                        file=grp["_file"].iloc[0], field=col,
-                    )
+                distinct = _distinct_given(grp, col, mid)
                 merged[col] = distinct[0] if distinct else merged[col]
             merged["flags"] = join_flags(*grp["flags"].tolist())
             out.append(merged)
@@ -450,15 +455,7 @@ class Dataset:
             mid = ids.iloc[int(np.argmax(conflict))]
             grp = models[(models["model"] == mid).to_numpy(dtype=bool)]
             for col in meta_cols:
-                vals = [v for v in grp[col].tolist() if v is not None and v is not pd.NA
-                        and not (isinstance(v, float) and math.isnan(v))]
-                distinct = list(dict.fromkeys(vals))
-                if len(distinct) > 1:
-                    rows = ", ".join(f"row {r}" for r in grp["_row"].tolist())
-                    raise InputError(
-                        f"model '{mid}' has conflicting {col} values {distinct} ({rows})",
-                        file=grp["_file"].iloc[0], field=col,
-                    )
+                _distinct_given(grp, col, mid)
         out = models.iloc[np.flatnonzero(firsts)].reset_index(drop=True)
         if meta_cols:
             given = grouped[meta_cols].first().reindex(ids)  # the first value that is not missing
