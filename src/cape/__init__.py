@@ -58,16 +58,23 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .store import Store
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
+def _lazy_attribute(package: str, table: dict[str, str], namespace: dict, name: str):
+    """``name`` of a package whose names are imported on first use (this one and
+    :mod:`cape.analysis`): the object from the module ``table`` names (absolute, or relative
+    to ``package``), kept in ``namespace`` so later lookups skip this; else a submodule
+    (``cape.api``, ``cape.analysis.coupling`` ...), as after the eager imports of old."""
+    module = table.get(name)
     if module is None:
-        # a submodule (``cape.api``, ``cape.store`` ...), as after the eager imports of old
-        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'cape' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
+        if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
+        raise AttributeError(f"module '{package}' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module, package), name)
+    namespace[name] = value
     return value
+
+
+def __getattr__(name: str):
+    return _lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:

@@ -9,26 +9,24 @@ DataFrame (see :func:`cape.load_panel`) returning a result object with ``to_dict
 -0.9886
 """
 
-import importlib
-import importlib.util
 import sys
 import types
 
 #: Each public name and the module it comes from: imported when first used, so that
 #: ``cape nc`` loads the N_c analysis only (and ``cape --help`` none).
 _LAZY = {
-    "Advice": "advise", "advise": "advise",
-    "FamilyCoupling": "coupling", "family_coupling": "coupling",
-    "DEFAULT_PAIR": "data", "PairData": "data", "pair_data": "data", "parse_pair": "data",
-    "Eigenstructure": "eigen", "eigenstructure": "eigen", "participation_ratio": "eigen",
-    "LocalCoupling": "gamma", "RunningCoupling": "gamma", "local_coupling": "gamma",
-    "phase_label": "gamma", "running_coupling": "gamma",
-    "CriticalScale": "nc", "QuadraticVertex": "nc", "critical_scale": "nc",
-    "family_crossings": "nc", "quadratic_vertex": "nc",
-    "Isocline": "phase", "ModelPhase": "phase", "fit_isocline": "phase", "phase_of_model": "phase",
-    "Replication": "replication", "replication": "replication",
-    "Estimate": "results", "Result": "results",
-    "WidthNormalization": "width", "width_normalization": "width",
+    "Advice": ".advise", "advise": ".advise",
+    "FamilyCoupling": ".coupling", "family_coupling": ".coupling",
+    "DEFAULT_PAIR": ".data", "PairData": ".data", "pair_data": ".data", "parse_pair": ".data",
+    "Eigenstructure": ".eigen", "eigenstructure": ".eigen", "participation_ratio": ".eigen",
+    "LocalCoupling": ".gamma", "RunningCoupling": ".gamma", "local_coupling": ".gamma",
+    "phase_label": ".gamma", "running_coupling": ".gamma",
+    "CriticalScale": ".nc", "QuadraticVertex": ".nc", "critical_scale": ".nc",
+    "family_crossings": ".nc", "quadratic_vertex": ".nc",
+    "Isocline": ".phase", "ModelPhase": ".phase", "fit_isocline": ".phase", "phase_of_model": ".phase",
+    "Replication": ".replication", "replication": ".replication",
+    "Estimate": ".results", "Result": ".results",
+    "WidthNormalization": ".width", "width_normalization": ".width",
 }
 
 __all__ = [
@@ -42,15 +40,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        # a submodule (``cape.analysis.coupling`` ...), as after the eager imports of old
-        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'cape.analysis' has no attribute '{name}'")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    from .. import _lazy_attribute
+
+    return _lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
